@@ -1,0 +1,8 @@
+//! qtool: GNU Mailman 3's switchboards and runners as a library.
+
+pub mod error;
+pub mod metadata;
+pub mod queue;
+
+pub use error::{Error, Result};
+pub use metadata::{Metadata, Value};

@@ -1,0 +1,1 @@
+//! Mailman 3 queue files (placeholder).

@@ -1,0 +1,3 @@
+//! Queues on disk.
+
+pub mod mailman;
