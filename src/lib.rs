@@ -6,3 +6,6 @@ pub mod queue;
 
 pub use error::{Error, Result};
 pub use metadata::{Metadata, Value};
+pub mod config;
+pub mod handler;
+pub mod runner;

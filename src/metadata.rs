@@ -500,9 +500,11 @@ fn from_yaml_value(v: serde_yaml::Value, depth: usize, what: &str) -> Result<Val
                         Err(_) => Value::BigInt(digits),
                     }
                 }
-                ("!bytes", Y::String(b64)) => Value::Bytes(base64_decode(&b64).ok_or_else(|| {
-                    Error::data(format!("{what}: !bytes value is not base64"), "")
-                })?),
+                ("!bytes", Y::String(b64)) => {
+                    Value::Bytes(base64_decode(&b64).ok_or_else(|| {
+                        Error::data(format!("{what}: !bytes value is not base64"), "")
+                    })?)
+                }
                 (tag, _) => {
                     return Err(Error::data(
                         format!("{what}: unknown YAML tag {tag} in metadata"),
@@ -519,53 +521,91 @@ fn is_decimal_integer(s: &str) -> bool {
     !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn to_yaml_value(v: &Value) -> serde_yaml::Value {
-    use serde_yaml::value::{Tag, TaggedValue};
-    use serde_yaml::Value as Y;
-    let tagged = |tag: &str, value: Y| {
-        Y::Tagged(Box::new(TaggedValue {
-            tag: Tag::new(tag),
-            value,
-        }))
-    };
+/// The metadata as a plain YAML mapping without document markers: one `key: value`
+/// line per key, values in flow style (strings plain when that is unambiguous, else
+/// double-quoted), so a shell handler can read and append lines, no line is ever `...`,
+/// and YAML 1.1 readers do not mistake `yes` or `on` for booleans. `{}` when empty.
+pub fn to_yaml(meta: &Metadata) -> String {
+    if meta.is_empty() {
+        return "{}\n".to_string();
+    }
+    let mut out = String::new();
+    for (k, v) in meta.iter() {
+        write_yaml_str(k, &mut out);
+        out.push_str(": ");
+        write_yaml_flow(v, &mut out);
+        out.push('\n');
+    }
+    out
+}
+
+fn write_yaml_flow(v: &Value, out: &mut String) {
     match v {
-        Value::None => Y::Null,
-        Value::Bool(b) => Y::Bool(*b),
-        Value::Int(i) => {
-            if let Ok(i) = i64::try_from(*i) {
-                Y::Number(i.into())
-            } else if let Ok(u) = u64::try_from(*i) {
-                Y::Number(u.into())
-            } else {
-                tagged("!int", Y::String(i.to_string()))
-            }
+        Value::None => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Int(i) if i64::try_from(*i).is_ok() || u64::try_from(*i).is_ok() => {
+            let _ = write!(out, "{i}");
         }
-        Value::BigInt(d) => tagged("!int", Y::String(d.clone())),
-        Value::Float(f) => Y::Number((*f).into()),
-        Value::Str(s) => Y::String(s.clone()),
-        Value::Bytes(b) => tagged("!bytes", Y::String(base64_encode(b))),
-        Value::List(items) => Y::Sequence(items.iter().map(to_yaml_value).collect()),
-        Value::Tuple(items) => tagged(
-            "!tuple",
-            Y::Sequence(items.iter().map(to_yaml_value).collect()),
-        ),
-        Value::Dict(pairs) => Y::Mapping(
-            pairs
-                .iter()
-                .map(|(k, v)| (to_yaml_value(k), to_yaml_value(v)))
-                .collect(),
-        ),
+        Value::Int(i) => {
+            let _ = write!(out, "!int \"{i}\"");
+        }
+        Value::BigInt(d) => {
+            let _ = write!(out, "!int \"{d}\"");
+        }
+        Value::Float(f) if f.is_nan() => out.push_str(".nan"),
+        Value::Float(f) if f.is_infinite() => out.push_str(if *f > 0.0 { ".inf" } else { "-.inf" }),
+        Value::Float(f) => out.push_str(&python_float_repr(*f)),
+        Value::Str(s) => write_yaml_str(s, out),
+        Value::Bytes(b) => {
+            let _ = write!(out, "!bytes \"{}\"", base64_encode(b));
+        }
+        Value::List(items) | Value::Tuple(items) => {
+            if matches!(v, Value::Tuple(_)) {
+                out.push_str("!tuple ");
+            }
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_yaml_flow(item, out);
+            }
+            out.push(']');
+        }
+        Value::Dict(pairs) => {
+            out.push('{');
+            for (i, (k, v)) in pairs.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_yaml_flow(k, out);
+                out.push_str(": ");
+                write_yaml_flow(v, out);
+            }
+            out.push('}');
+        }
     }
 }
 
-/// The metadata as a plain YAML mapping without document markers; `{}` when empty.
-pub fn to_yaml(meta: &Metadata) -> String {
-    let map: serde_yaml::Mapping = meta
-        .iter()
-        .map(|(k, v)| (serde_yaml::Value::String(k.to_string()), to_yaml_value(v)))
-        .collect();
-    serde_yaml::to_string(&serde_yaml::Value::Mapping(map))
-        .expect("serializing an in-memory YAML value cannot fail")
+/// A string as a YAML scalar: plain when it can only be read back as this string (by
+/// YAML 1.1 and 1.2 readers alike), otherwise double-quoted with JSON escapes.
+fn write_yaml_str(s: &str, out: &mut String) {
+    const WORDS: [&str; 16] = [
+        "true", "false", "yes", "no", "on", "off", "y", "n", "null", "nan", "inf", "true", "false",
+        "~", "<<", "=",
+    ];
+    let plain = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '/' | '+' | '-'))
+        && !WORDS.contains(&s.to_ascii_lowercase().as_str());
+    if plain {
+        out.push_str(s);
+    } else {
+        out.push_str(&serde_json::to_string(s).expect("JSON of a string"));
+    }
 }
 
 /// A JSON rendering for `dump --format json`: tuples become arrays, bytes strings
@@ -631,7 +671,10 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len() / 4 * 3);
     let mut acc = 0u32;
     let mut bits = 0;
-    for c in text.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=') {
+    for c in text
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+    {
         let v = B64.iter().position(|&b| b == c)? as u32;
         acc = acc << 6 | v;
         bits += 6;
@@ -702,17 +745,25 @@ mod tests {
     #[test]
     fn yaml_round_trip_keeps_types() {
         let mut m = Metadata::new();
-        for s in ["yes", "no", "on", "1.0", "~", "null", "", "...", "---", "a: b"] {
+        for s in [
+            "yes", "no", "on", "1.0", "~", "null", "", "...", "---", "a: b",
+        ] {
             m.set(format!("s{s}"), Value::Str(s.into()));
         }
-        m.set("big", Value::BigInt("123456789012345678901234567890123456789012".into()));
+        m.set(
+            "big",
+            Value::BigInt("123456789012345678901234567890123456789012".into()),
+        );
         m.set("i", Value::Int(u64::MAX as i128 + 1));
         m.set("t", Value::Tuple(vec![Value::Int(1)]));
         m.set("b", Value::Bytes(vec![0, 1, 255]));
         m.set("f", Value::Float(1e-7));
         m.set(
             "d",
-            Value::Dict(vec![(Value::Str("k".into()), Value::List(vec![Value::None]))]),
+            Value::Dict(vec![(
+                Value::Str("k".into()),
+                Value::List(vec![Value::None]),
+            )]),
         );
         let text = to_yaml(&m);
         assert_eq!(from_yaml(text.as_bytes(), "t").unwrap(), m, "{text}");

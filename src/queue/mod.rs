@@ -1,3 +1,654 @@
-//! Queues on disk.
+//! The switchboard: one queue directory, its entries, and the claim protocol.
+//!
+//! # Files
+//! `<filebase>.pck` is ready, `<filebase>.bak` is claimed by a process working on it,
+//! `<filebase>.psv` is preserved (in `bad`), `*.pck.tmp` is being written and is never
+//! read as an entry. Anything else in the directory is not an entry: it is reported by
+//! scans and never touched.
+//!
+//! # Claiming, step by step (what a crash at each step leaves)
+//! 1. Open `F.pck` (never through a symlink; a FIFO, directory or link is moved to
+//!    `bad` as it is). *Crash: nothing changed.*
+//! 2. Take an exclusive, non-blocking `flock` on the open file. If another process
+//!    holds it, the entry is theirs: skip it. *Crash: the kernel drops the lock.*
+//! 3. Check that `F.pck` is still the file that was locked (same inode); otherwise the
+//!    race was lost: skip.
+//! 4. Rename `F.pck` → `F.bak`. The lock moves with the inode, so the `.bak` is held.
+//!    A rename that finds no `F.pck` means another process won: skip.
+//!    *Crash: an orphaned `F.bak` whose lock died with the process.*
+//! 5. Work on it; then `finish` (unlink `F.bak`), `put_back` (rename to `F.pck`) or
+//!    `preserve` (rename to `bad/F.psv`), all while still holding the lock.
+//!    *Crash before: an orphaned `F.bak`.*
+//!
+//! Recovery (`recover`, and every runner at start) takes a `.bak` only if it can lock
+//! it, so a `.bak` whose holder is alive is never touched; an orphan's lock is gone. The
+//! rule every step relies on: *whoever holds the lock on the inode that a path names
+//! owns that path*; nobody renames or removes an entry path without it.
+//!
+//! Recovering an orphan rewrites it with `_bak_count` incremented: the new file is
+//! written as `F.pck.tmp` and locked, synced, renamed over `F.bak` (atomically
+//! replacing the orphan), then renamed to `F.pck` and unlocked. A crash leaves either the
+//! old orphan, or the new, counted `.bak` (recovered again later, counted once more):
+//! never both, never neither. At `MAX_BAK_COUNT` the rewritten file goes to `bad` as
+//! `F.psv` instead.
+//!
+//! # Writing
+//! A new entry is written as a temporary `.pck.tmp` file (mode 0660 before umask),
+//! synced, renamed to `F.pck`, and the directory is synced: an entry is visible as
+//! `.pck` only once its bytes are on disk. A [`Batch`] writes many temporary files,
+//! syncs them at once, then renames them all and syncs the directory once (group commit).
 
+pub mod entry;
+pub mod filebase;
 pub mod mailman;
+pub mod name;
+
+use std::ffi::OsString;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use fs2::FileExt;
+
+pub use entry::{Entry, Format};
+pub use filebase::{Filebase, Slice, Stamp};
+pub use name::QueueName;
+
+use crate::error::{Error, IoContext, Result};
+use crate::metadata::{Metadata, Value};
+use entry::{open_entry_file, write_entry, OpenError, WriteError};
+
+/// Mailman's `MAX_BAK_COUNT`: the recovery that brings `_bak_count` to this moves the
+/// entry to `bad`.
+pub const MAX_BAK_COUNT: i128 = 3;
+
+/// How many entries a batch holds before it commits, and how many bytes.
+pub const BATCH_ENTRIES: usize = 512;
+pub const BATCH_BYTES: u64 = 64 << 20;
+
+/// The state of an entry, from its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum State {
+    /// `.pck`: waiting for a runner.
+    Ready,
+    /// `.bak`: claimed by a process (or orphaned by a crashed one).
+    Claimed,
+    /// `.psv`: preserved for a human.
+    Preserved,
+}
+
+impl State {
+    pub fn ext(self) -> &'static str {
+        match self {
+            State::Ready => ".pck",
+            State::Claimed => ".bak",
+            State::Preserved => ".psv",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Ready => "ready",
+            State::Claimed => "claimed",
+            State::Preserved => "preserved",
+        }
+    }
+}
+
+/// What a directory scan found: entries in FIFO order, and names that are not entries.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub entries: Vec<(Filebase, State)>,
+    pub strays: Vec<OsString>,
+}
+
+/// One queue directory.
+#[derive(Debug, Clone)]
+pub struct Switchboard {
+    name: QueueName,
+    dir: PathBuf,
+    format: Format,
+}
+
+/// An entry this process has claimed (`.bak`, locked). Dropping it without `finish`,
+/// `put_back` or `preserve` leaves the `.bak` for recovery, as a crash would.
+#[derive(Debug)]
+pub struct Claim {
+    pub filebase: Filebase,
+    file: File,
+    path: PathBuf,
+}
+
+impl Claim {
+    /// Opens the claimed entry for reading.
+    pub fn read(&self) -> Result<Entry> {
+        let file = self.file.try_clone().at("cannot read", &self.path)?;
+        Entry::read(file, &self.path.to_string_lossy())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The outcome of trying to claim an entry.
+#[derive(Debug)]
+pub enum Claimed {
+    Got(Claim),
+    /// Another process has it, or had it and is done: skip silently.
+    Lost,
+    /// Not a regular file (a symlink, FIFO, directory): moved to `bad` as it was.
+    NotRegular,
+}
+
+/// What a recovery did.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// Orphaned `.bak` files put back as `.pck`.
+    pub recovered: Vec<Filebase>,
+    /// Entries moved to `bad` (recovered too often, or unreadable), with the reason.
+    pub preserved: Vec<(Filebase, String)>,
+    /// `.bak` files held by a live process, left alone.
+    pub busy: usize,
+}
+
+impl Switchboard {
+    pub fn new(name: QueueName, dir: PathBuf, format: Format) -> Self {
+        Switchboard { name, dir, format }
+    }
+
+    pub fn name(&self) -> &QueueName {
+        &self.name
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    pub fn path_of(&self, filebase: &Filebase, state: State) -> PathBuf {
+        self.dir.join(format!("{}{}", filebase, state.ext()))
+    }
+
+    /// Creates the queue directory (mode 0770 before umask) if it is missing.
+    pub fn create_dir(&self) -> Result<()> {
+        if self.dir.is_dir() {
+            return Ok(());
+        }
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o770)
+            .create(&self.dir)
+            .at("cannot create queue directory", &self.dir)
+    }
+
+    /// Enqueues one message durably (SPEC §2 rules applied to `metadata`).
+    pub fn enqueue(&self, message: &mut dyn Read, metadata: Metadata) -> Result<Filebase> {
+        let mut batch = self.batch();
+        batch.add(message, metadata)?;
+        let mut done = batch.commit().map_err(|e| e.error)?;
+        Ok(done.pop().expect("a batch of one commits one entry"))
+    }
+
+    /// A group commit of many entries.
+    pub fn batch(&self) -> Batch<'_> {
+        Batch {
+            sb: self,
+            pending: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Writes `metadata` and `message` as a temporary file in `dir` and returns it
+    /// open, with its filebase computed from the bytes that passed.
+    fn write_temp(
+        &self,
+        metadata: &Metadata,
+        message: &mut dyn Read,
+        stamp: &Stamp,
+    ) -> Result<Pending> {
+        self.create_dir()?;
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let tmp = self.dir.join(format!(
+            "{}+{}.{}.pck.tmp",
+            stamp.text,
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o660)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .at("cannot create entry", &tmp)?;
+        let mut metadata = metadata.clone();
+        if self.format == Format::Mailman {
+            metadata.set("_parsemsg", Value::Bool(true));
+        }
+        let written = write_entry(&mut file, self.format, &metadata, message);
+        let (hasher, len) = match written {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(match e {
+                    WriteError::Input(e) => Error::io("cannot read message for", &tmp, e),
+                    WriteError::Output(e) => Error::io("cannot write entry", &tmp, e),
+                    WriteError::Encode(e) => e,
+                });
+            }
+        };
+        let filebase = Filebase::from_parts(hasher, metadata.listid(), stamp);
+        Ok(Pending {
+            tmp,
+            file,
+            filebase,
+            len,
+        })
+    }
+
+    /// Lists the entries, sorted FIFO, optionally only those of one state and slice.
+    pub fn scan(&self, state: Option<State>, slice: Slice) -> Result<Scan> {
+        let mut scan = Scan::default();
+        let rd = match fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(scan),
+            Err(e) => return Err(Error::io("cannot list queue", &self.dir, e)),
+        };
+        for item in rd {
+            let item = item.at("cannot list queue", &self.dir)?;
+            let name = item.file_name();
+            let Some(text) = name.to_str() else {
+                scan.strays.push(name);
+                continue;
+            };
+            if text.ends_with(".pck.tmp") {
+                continue;
+            }
+            let parsed = [State::Ready, State::Claimed, State::Preserved]
+                .into_iter()
+                .find_map(|s| {
+                    let base = text.strip_suffix(s.ext())?;
+                    Some((base.parse::<Filebase>().ok()?, s))
+                });
+            match parsed {
+                Some((fb, s)) => {
+                    if state.is_none_or(|want| want == s) && fb.in_slice(&slice) {
+                        scan.entries.push((fb, s));
+                    }
+                }
+                None => scan.strays.push(name),
+            }
+        }
+        scan.entries.sort_by(|a, b| a.0.fifo_cmp(&b.0));
+        Ok(scan)
+    }
+
+    /// Ready entries of `slice`, in FIFO order.
+    pub fn ready(&self, slice: Slice) -> Result<Scan> {
+        self.scan(Some(State::Ready), slice)
+    }
+
+    /// Finds the state an entry is in now.
+    pub fn locate(&self, filebase: &Filebase) -> Option<State> {
+        [State::Ready, State::Claimed, State::Preserved]
+            .into_iter()
+            .find(|s| fs::symlink_metadata(self.path_of(filebase, *s)).is_ok())
+    }
+
+    /// Reads an entry without claiming it (for `dump` and `list`).
+    pub fn read(&self, filebase: &Filebase) -> Result<Entry> {
+        let state = self.locate(filebase).ok_or_else(|| {
+            Error::new(
+                crate::error::exit::NOINPUT,
+                format!("no entry {} in queue {}", filebase, self.name),
+                format!("`qtool list {}` shows its entries", self.name),
+            )
+        })?;
+        read_path(&self.path_of(filebase, state))
+    }
+
+    /// Claims a ready entry (steps 1–4 of the protocol above). A non-regular file is
+    /// moved to `bad` as it is.
+    pub fn claim(&self, filebase: &Filebase, bad: &Switchboard) -> Result<Claimed> {
+        let pck = self.path_of(filebase, State::Ready);
+        let file = match open_entry_file(&pck, false) {
+            Ok(f) => f,
+            Err(OpenError::NotRegular) => {
+                bad.create_dir()?;
+                let dest = bad.path_of(filebase, State::Preserved);
+                return match fs::rename(&pck, &dest) {
+                    Ok(()) => Ok(Claimed::NotRegular),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Claimed::Lost),
+                    Err(e) => Err(Error::io("cannot preserve non-regular entry", &pck, e)),
+                };
+            }
+            Err(OpenError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(Claimed::Lost)
+            }
+            Err(OpenError::Io(e)) => return Err(Error::io("cannot open entry", &pck, e)),
+        };
+        if FileExt::try_lock_exclusive(&file).is_err() {
+            return Ok(Claimed::Lost);
+        }
+        if !same_file(&file, &pck) {
+            return Ok(Claimed::Lost);
+        }
+        let bak = self.path_of(filebase, State::Claimed);
+        match fs::rename(&pck, &bak) {
+            Ok(()) => Ok(Claimed::Got(Claim {
+                filebase: filebase.clone(),
+                file,
+                path: bak,
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Claimed::Lost),
+            Err(e) => Err(Error::io("cannot claim entry", &pck, e)),
+        }
+    }
+
+    /// Claims the oldest ready entry of `slice` this process can get.
+    pub fn claim_oldest(&self, slice: Slice, bad: &Switchboard) -> Result<Option<Claim>> {
+        for (fb, _) in self.ready(slice)?.entries {
+            if let Claimed::Got(c) = self.claim(&fb, bad)? {
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Done with a claimed entry: remove it.
+    pub fn finish(&self, claim: Claim) -> Result<()> {
+        fs::remove_file(&claim.path).at("cannot remove finished entry", &claim.path)?;
+        drop(claim.file);
+        Ok(())
+    }
+
+    /// Gives a claimed entry back: `.bak` → `.pck`, as it was.
+    pub fn put_back(&self, claim: Claim) -> Result<()> {
+        let pck = self.path_of(&claim.filebase, State::Ready);
+        fs::rename(&claim.path, &pck).at("cannot put back entry", &claim.path)?;
+        sync_dir(&self.dir)
+    }
+
+    /// Moves a claimed entry to `bad` as `.psv`, unchanged.
+    pub fn preserve(&self, claim: Claim, bad: &Switchboard) -> Result<PathBuf> {
+        bad.create_dir()?;
+        let dest = bad.path_of(&claim.filebase, State::Preserved);
+        move_file(&claim.path, &dest)?;
+        sync_dir(&bad.dir)?;
+        Ok(dest)
+    }
+
+    /// Recovers orphaned `.bak` files of `slice` (Mailman's `recover_backup_files`),
+    /// counting each recovery in `_bak_count`; the one that reaches `MAX_BAK_COUNT`
+    /// moves the entry to `bad`. `.bak` files held by a live process are left alone.
+    pub fn recover(&self, slice: Slice, bad: &Switchboard) -> Result<Recovery> {
+        let mut report = Recovery::default();
+        for (fb, _) in self.scan(Some(State::Claimed), slice)?.entries {
+            let bak = self.path_of(&fb, State::Claimed);
+            let file = match open_entry_file(&bak, false) {
+                Ok(f) => f,
+                Err(OpenError::NotRegular) => {
+                    bad.create_dir()?;
+                    move_file(&bak, &bad.path_of(&fb, State::Preserved))?;
+                    report
+                        .preserved
+                        .push((fb, "not a regular file".to_string()));
+                    continue;
+                }
+                Err(OpenError::Io(e)) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(OpenError::Io(e)) => return Err(Error::io("cannot open", &bak, e)),
+            };
+            if FileExt::try_lock_exclusive(&file).is_err() {
+                report.busy += 1;
+                continue;
+            }
+            if !same_file(&file, &bak) {
+                continue;
+            }
+            let claim = Claim {
+                filebase: fb.clone(),
+                file,
+                path: bak,
+            };
+            let mut entry = match claim.read() {
+                Ok(e) => e,
+                Err(e) => {
+                    self.preserve(claim, bad)?;
+                    report.preserved.push((fb, e.message));
+                    continue;
+                }
+            };
+            let count = match entry.metadata.get("_bak_count") {
+                Some(Value::Int(n)) => n + 1,
+                _ => 1,
+            };
+            let mut meta = entry.metadata.clone();
+            meta.set("_bak_count", Value::Int(count));
+            let stamp = Stamp {
+                secs: fb.time(),
+                text: fb
+                    .as_str()
+                    .split('+')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            };
+            if count >= MAX_BAK_COUNT {
+                let mut msg = entry.message().at("cannot read", &claim.path)?;
+                let pending = bad.write_temp(&meta, &mut msg, &stamp)?;
+                drop(msg);
+                pending.file.sync_all().at("cannot sync", &pending.tmp)?;
+                let dest = bad.path_of(&fb, State::Preserved);
+                fs::rename(&pending.tmp, &dest).at("cannot preserve", &pending.tmp)?;
+                sync_dir(&bad.dir)?;
+                fs::remove_file(&claim.path).at("cannot remove", &claim.path)?;
+                sync_dir(&self.dir)?;
+                report.preserved.push((
+                    fb,
+                    format!("recovered {MAX_BAK_COUNT} times (_bak_count: {count})"),
+                ));
+            } else {
+                let mut msg = entry.message().at("cannot read", &claim.path)?;
+                let pending = self.write_temp(&meta, &mut msg, &stamp)?;
+                drop(msg);
+                // Lock the new file before it takes the entry's name: from the moment it
+                // is `F.bak`, it must be held.
+                FileExt::try_lock_exclusive(&pending.file).at("cannot lock", &pending.tmp)?;
+                pending.file.sync_all().at("cannot sync", &pending.tmp)?;
+                fs::rename(&pending.tmp, &claim.path).at("cannot recover", &pending.tmp)?;
+                let pck = self.path_of(&fb, State::Ready);
+                fs::rename(&claim.path, &pck).at("cannot recover", &claim.path)?;
+                sync_dir(&self.dir)?;
+                drop(pending.file);
+                report.recovered.push(fb);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Re-enqueues the message of `entry` to this queue with `metadata` (keep, forward,
+    /// shunt, unshunt), streaming the message.
+    pub fn enqueue_entry(&self, entry: &mut Entry, metadata: Metadata) -> Result<Filebase> {
+        let mut msg = entry
+            .message()
+            .map_err(|e| Error::io("cannot read message of", Path::new(""), e))?;
+        self.enqueue(&mut msg, metadata)
+    }
+}
+
+/// Reads the entry at `path`, whatever its name (for `dump PATH`).
+pub fn read_path(path: &Path) -> Result<Entry> {
+    match open_entry_file(path, false) {
+        Ok(f) => Entry::read(f, &path.to_string_lossy()),
+        Err(OpenError::NotRegular) => Err(Error::data(
+            format!("{}: not a regular file", path.display()),
+            "qtool never reads an entry through a symlink, FIFO or directory",
+        )),
+        Err(OpenError::Io(e)) => Err(Error::io("cannot open", path, e)),
+    }
+}
+
+/// A temporary entry file written and not yet committed.
+#[derive(Debug)]
+struct Pending {
+    tmp: PathBuf,
+    file: File,
+    filebase: Filebase,
+    #[allow(dead_code)]
+    len: u64,
+}
+
+/// A group commit: many entries written, synced at once, then renamed into place.
+/// Dropping a batch removes what it has not committed.
+#[derive(Debug)]
+pub struct Batch<'a> {
+    sb: &'a Switchboard,
+    pending: Vec<Pending>,
+    bytes: u64,
+}
+
+/// A commit that failed part-way: what was committed (durable), and why it stopped.
+#[derive(Debug)]
+pub struct BatchError {
+    pub committed: Vec<Filebase>,
+    pub error: Error,
+}
+
+impl Batch<'_> {
+    /// Writes one message (SPEC §2 rules applied to its metadata). An empty message is
+    /// refused (65).
+    pub fn add(&mut self, message: &mut dyn Read, mut metadata: Metadata) -> Result<()> {
+        let plaintext = metadata.is_true("_plaintext");
+        let stamp = Stamp::now();
+        metadata.prepare_for_enqueue(plaintext, stamp.secs);
+        let pending = self.sb.write_temp(&metadata, message, &stamp)?;
+        if pending.len == 0 {
+            let _ = fs::remove_file(&pending.tmp);
+            return Err(Error::data(
+                "empty message refused",
+                "give a message with at least a header or a body",
+            ));
+        }
+        self.bytes += pending.len;
+        self.pending.push(pending);
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// True when the batch has reached its bounds and should be committed.
+    pub fn is_full(&self) -> bool {
+        self.pending.len() >= BATCH_ENTRIES || self.bytes >= BATCH_BYTES
+    }
+
+    /// Makes every written entry durable and visible: sync the files (one `syncfs` for
+    /// many), rename each into place, sync the directory once. Returns the filebases in
+    /// the order they were added.
+    pub fn commit(&mut self) -> Result<Vec<Filebase>, BatchError> {
+        let pending = std::mem::take(&mut self.pending);
+        self.bytes = 0;
+        if pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fail = |pending: &[Pending], committed, error| {
+            for p in pending {
+                let _ = fs::remove_file(&p.tmp);
+            }
+            BatchError { committed, error }
+        };
+        if let Err(e) = sync_files(&pending) {
+            return Err(fail(&pending, Vec::new(), e));
+        }
+        let mut committed = Vec::with_capacity(pending.len());
+        for (i, p) in pending.iter().enumerate() {
+            let dest = self.sb.path_of(&p.filebase, State::Ready);
+            if let Err(e) = fs::rename(&p.tmp, &dest) {
+                let error = Error::io("cannot commit entry", &p.tmp, e);
+                let _ = sync_dir(&self.sb.dir);
+                return Err(fail(&pending[i..], committed, error));
+            }
+            committed.push(p.filebase.clone());
+        }
+        if let Err(e) = sync_dir(&self.sb.dir) {
+            return Err(BatchError {
+                committed: Vec::new(),
+                error: e,
+            });
+        }
+        Ok(committed)
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        for p in &self.pending {
+            let _ = fs::remove_file(&p.tmp);
+        }
+    }
+}
+
+/// Syncs the data of written entry files: one `fdatasync` for a single file; for many,
+/// start writeback of all first so the disk sees them together, then wait for each.
+fn sync_files(pending: &[Pending]) -> Result<()> {
+    if pending.len() > 1 {
+        for p in pending {
+            // SAFETY: plain syscall on an open fd; a failure only loses the hint.
+            unsafe {
+                libc::sync_file_range(
+                    std::os::fd::AsRawFd::as_raw_fd(&p.file),
+                    0,
+                    0,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+        }
+    }
+    for p in pending {
+        p.file.sync_data().at("cannot sync entry", &p.tmp)?;
+    }
+    Ok(())
+}
+
+/// Syncs a directory so renames in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .at("cannot sync directory", dir)
+}
+
+/// True when `path` (not followed) names the same inode as `file`.
+fn same_file(file: &File, path: &Path) -> bool {
+    match (file.metadata(), fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Renames `src` to `dst`; across filesystems, copies, syncs and removes instead.
+fn move_file(src: &Path, dst: &Path) -> Result<()> {
+    match fs::rename(src, dst) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            let tmp = dst.with_extension("psv.tmp");
+            fs::copy(src, &tmp).at("cannot copy", src)?;
+            File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .at("cannot sync", &tmp)?;
+            fs::rename(&tmp, dst).at("cannot move", &tmp)?;
+            fs::remove_file(src).at("cannot remove", src)
+        }
+        Err(e) => Err(Error::io("cannot move", src, e)),
+    }
+}

@@ -1,0 +1,186 @@
+//! The command-line definition: every flag is defined once here, with its help; the man
+//! pages and shell completions are generated from it (`qtool completions`, `qtool man`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "qtool",
+    version,
+    about = "Mailman 3 style mail queues: switchboards and runners",
+    long_about = "qtool keeps mail queues as directories of crash-safe entry files (Mailman 3's \
+switchboards) and drains them through handlers with runners: processes that recover crashed \
+work, hand each entry to a program, another queue or the bin, and shunt failures for an admin \
+to repair. It reads and writes GNU Mailman 3's own queue files.",
+    after_help = "Examples:\n  qtool -d /tmp/q enqueue in message.eml\n  qtool -d /tmp/q run-once in --forward out\n  qtool -d /tmp/q dump out 1733342400.1234567+<sha1>"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Configuration file [default: ./qtool.yaml, then /etc/qtool/qtool.yaml]
+    #[arg(
+        short = 'C',
+        long = "config",
+        env = "QTOOL_CONFIG",
+        global = true,
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+    /// Directory holding one directory per queue (overrides the config's queue_dir)
+    #[arg(
+        short = 'd',
+        long = "queue-dir",
+        env = "QTOOL_QUEUE_DIR",
+        global = true,
+        value_name = "DIR"
+    )]
+    pub queue_dir: Option<PathBuf>,
+    /// Say more: per-entry log lines
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Say less: no summaries, only errors and entries that failed
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Add messages to a queue
+    #[command(
+        after_help = "Examples:\n  qtool enqueue in post.eml -m listid=test.example.com\n  qtool enqueue in --mbox archive.mbox\n  formail -s ... | qtool enqueue in -"
+    )]
+    Enqueue(EnqueueArgs),
+    /// Take the oldest (or a named) entry out of a queue
+    #[command(
+        after_help = "Examples:\n  qtool dequeue in > msg.eml\n  qtool dequeue in -o msg.eml --meta-out msg.yaml"
+    )]
+    Dequeue(DequeueArgs),
+    /// Recover, then drain a queue once through a handler (for cron)
+    #[command(
+        name = "run-once",
+        after_help = "Examples:\n  qtool run-once in --forward out\n  qtool run-once in:0:2 -- /usr/local/bin/deliver --quiet\n  qtool run-once out --discard"
+    )]
+    RunOnce(RunArgs),
+    /// Run a runner until stopped, or supervise all of them with --all
+    #[command(
+        after_help = "Examples:\n  qtool run in -- /usr/local/libexec/on-post\n  qtool run --all --log-file /var/log/qtool.log"
+    )]
+    Run(RunArgs),
+    /// Print an entry's metadata as Mailman's dump_msgdata does
+    #[command(
+        after_help = "Examples:\n  qtool dump shunt 1733342400.1234567+<sha1>\n  qtool dump /var/lib/mailman3/queue/shunt/1733342400.1234567+<sha1>.pck --message"
+    )]
+    Dump(DumpArgs),
+    /// Print shell completions
+    #[command(after_help = "Example:\n  qtool completions bash > /etc/bash_completion.d/qtool")]
+    Completions(CompletionsArgs),
+    /// Write the man pages (for packagers; the project ships them in man/)
+    #[command(hide = true)]
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    /// The queue to add to
+    pub queue: String,
+    /// Message files, one message each; none or `-` reads standard input
+    pub files: Vec<PathBuf>,
+    /// Enqueue every message of an mbox file
+    #[arg(long, value_name = "FILE")]
+    pub mbox: Vec<PathBuf>,
+    /// Enqueue every message of a Maildir (cur/ and new/), leaving it in place
+    #[arg(long, value_name = "DIR")]
+    pub maildir: Vec<PathBuf>,
+    /// Metadata KEY=VALUE, VALUE read as YAML (n=3 is a number, r=[a, b] a list)
+    #[arg(short = 'm', long = "meta", value_name = "KEY=VALUE")]
+    pub meta: Vec<String>,
+    /// Metadata from a YAML mapping in FILE (-m wins over it)
+    #[arg(long, value_name = "FILE")]
+    pub meta_file: Option<PathBuf>,
+    /// Mark the entries as plain text (_parsemsg: true, Mailman's _plaintext)
+    #[arg(long)]
+    pub plaintext: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DequeueArgs {
+    /// The queue to take from
+    pub queue: String,
+    /// A particular entry (default: the oldest)
+    pub filebase: Option<String>,
+    /// Write the message to FILE instead of standard output
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Write the metadata as YAML to FILE
+    #[arg(long, value_name = "FILE")]
+    pub meta_out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The runner (a queue name), optionally a slice of it: NAME:SLICE:RANGE
+    #[arg(required_unless_present = "all", value_name = "RUNNER[:SLICE:RANGE]")]
+    pub runner: Option<String>,
+    /// Supervise every runner of the config with `start: true` (run only)
+    #[arg(long, conflicts_with = "runner", hide = true)]
+    pub all: bool,
+    /// Handler: enqueue each entry to QUEUE
+    #[arg(long, value_name = "QUEUE", conflicts_with_all = ["discard", "exec"])]
+    pub forward: Option<String>,
+    /// Handler: drop each entry
+    #[arg(long, conflicts_with = "exec")]
+    pub discard: bool,
+    /// Log to FILE instead of standard error (reopened on SIGHUP)
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Handler: run PROGRAM with each message on its standard input (no shell)
+    #[arg(last = true, value_name = "PROGRAM [ARG]...")]
+    pub exec: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum DumpFormat {
+    /// Mailman's dump_msgdata: sorted, padded `key: value` lines
+    Text,
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// QUEUE FILEBASE, or the PATH of any entry file
+    #[arg(required = true, num_args = 1..=2, value_name = "QUEUE FILEBASE | PATH")]
+    pub target: Vec<String>,
+    /// Print the message after the metadata
+    #[arg(long)]
+    pub message: bool,
+    /// Show every key, received_time included
+    #[arg(long)]
+    pub all: bool,
+    /// Hide KEY too (repeatable)
+    #[arg(long, value_name = "KEY")]
+    pub skip: Vec<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = DumpFormat::Text)]
+    pub format: DumpFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Directory to write qtool.1 and qtool-COMMAND.1 into
+    pub dir: PathBuf,
+}

@@ -1,0 +1,342 @@
+//! Handlers: what a runner does with each entry (SPEC §4).
+//!
+//! The exec protocol: the program runs without a shell, in its own process group, with
+//! the raw message on stdin and `QTOOL_QUEUE`, `QTOOL_FILEBASE` and `QTOOL_METADATA`
+//! (a private file holding the metadata as a plain YAML mapping) in its environment.
+//! Exit 0 is done; exit 75 keeps the entry queued with the metadata file as the handler
+//! left it; anything else, a signal, or running past the timeout is a failure. Its
+//! stdout is discarded; the tail of its stderr explains a failure. When the handler's
+//! own process exits, whatever it left behind in its process group is killed.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::config::HandlerSpec;
+use crate::error::{Error, Result};
+use crate::metadata::{self, Metadata};
+use crate::queue::{Entry, Filebase, Switchboard};
+
+/// EX_TEMPFAIL: the exec handler's way of saying "keep it queued".
+pub const EXIT_KEEP: i32 = 75;
+/// The most of a handler's stderr kept to explain a failure.
+const STDERR_TAIL: usize = 4096;
+
+/// A runnable handler.
+#[derive(Debug, Clone)]
+pub enum Handler {
+    Exec {
+        argv: Vec<String>,
+        timeout: Option<Duration>,
+    },
+    Forward(Switchboard),
+    Discard,
+}
+
+/// What became of an entry.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Finished: remove the entry.
+    Done,
+    /// Keep it queued, with this metadata.
+    Keep(Metadata),
+    /// Failed: shunt it, with this one-line reason.
+    Failed(String),
+    /// Could not be handled for a temporary reason (a full disk on the forward target,
+    /// a stop that interrupted the handler): put it back as it was.
+    Deferred(String),
+}
+
+/// What the handler may need besides the entry.
+pub struct Context<'a> {
+    pub queue: &'a str,
+    pub filebase: &'a Filebase,
+    /// Set when the runner is asked to stop; a running handler then gets `grace`.
+    pub stop: &'a AtomicBool,
+    pub grace: Duration,
+}
+
+impl Handler {
+    /// Builds a handler from its specification. `forward` resolves a queue name.
+    pub fn from_spec(
+        spec: &HandlerSpec,
+        timeout: Option<Duration>,
+        forward: impl Fn(&crate::queue::QueueName) -> Switchboard,
+    ) -> Handler {
+        match spec {
+            HandlerSpec::Exec(argv) => Handler::Exec {
+                argv: argv.clone(),
+                timeout,
+            },
+            HandlerSpec::Forward(q) => Handler::Forward(forward(q)),
+            HandlerSpec::Discard => Handler::Discard,
+        }
+    }
+
+    /// A short description for logs and `qtool runners`.
+    pub fn describe(&self) -> String {
+        match self {
+            Handler::Exec { argv, .. } => format!("exec {}", argv.join(" ")),
+            Handler::Forward(sb) => format!("forward {}", sb.name()),
+            Handler::Discard => "discard".into(),
+        }
+    }
+
+    /// Disposes of one entry with `metadata` (as the runner passes it, `lang` included).
+    pub fn dispose(&self, entry: &mut Entry, metadata: &Metadata, cx: &Context) -> Result<Outcome> {
+        match self {
+            Handler::Discard => Ok(Outcome::Done),
+            Handler::Forward(target) => {
+                match target.enqueue_entry(entry, metadata.clone()) {
+                    Ok(_) => Ok(Outcome::Done),
+                    Err(e) if e.code == crate::error::exit::TEMPFAIL => Ok(Outcome::Deferred(
+                        format!("forward to {} failed: {}", target.name(), e.message),
+                    )),
+                    Err(e) => Ok(Outcome::Failed(format!(
+                        "forward to {} failed: {}",
+                        target.name(),
+                        e.message
+                    ))),
+                }
+            }
+            Handler::Exec { argv, timeout } => run_exec(argv, *timeout, entry, metadata, cx),
+        }
+    }
+}
+
+/// A private file for the metadata, removed when dropped.
+struct MetadataFile(PathBuf);
+
+impl MetadataFile {
+    fn create(metadata: &Metadata) -> Result<MetadataFile> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "qtool-{}-{}.yaml",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| Error::io("cannot create handler metadata file", &path, e))?;
+        let guard = MetadataFile(path);
+        f.write_all(metadata::to_yaml(metadata).as_bytes())
+            .map_err(|e| Error::io("cannot write handler metadata file", &guard.0, e))?;
+        Ok(guard)
+    }
+
+    fn read_back(&self) -> Result<Metadata> {
+        let f = File::open(&self.0).map_err(|e| Error::io("cannot read", &self.0, e))?;
+        let mut text = Vec::new();
+        f.take(metadata::MAX_METADATA_BYTES as u64 + 1)
+            .read_to_end(&mut text)
+            .map_err(|e| Error::io("cannot read", &self.0, e))?;
+        metadata::from_yaml(&text, "metadata left by the handler")
+    }
+}
+
+impl Drop for MetadataFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+fn run_exec(
+    argv: &[String],
+    timeout: Option<Duration>,
+    entry: &mut Entry,
+    metadata: &Metadata,
+    cx: &Context,
+) -> Result<Outcome> {
+    let meta_file = MetadataFile::create(metadata)?;
+    let mut command = Command::new(&argv[0]);
+    command
+        .args(&argv[1..])
+        .env("QTOOL_QUEUE", cx.queue)
+        .env("QTOOL_FILEBASE", cx.filebase.as_str())
+        .env("QTOOL_METADATA", &meta_file.0)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = match command.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return Ok(Outcome::Failed(format!(
+                "handler {} could not start: {e}",
+                argv[0]
+            )))
+        }
+    };
+    let pgid = child.id() as i32;
+    let kill_group = || {
+        // SAFETY: kill(2) on our own child's process group.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    };
+
+    let stdin = child.stdin.take().expect("stdin was piped");
+    let mut stderr = child.stderr.take().expect("stderr was piped");
+    let stderr_reader = std::thread::spawn(move || {
+        let mut tail: Vec<u8> = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match stderr.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    tail.extend_from_slice(&buf[..n]);
+                    if tail.len() > 2 * STDERR_TAIL {
+                        tail.drain(..tail.len() - STDERR_TAIL);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        tail
+    });
+    let (status_tx, status_rx) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let status = child.wait();
+        let _ = status_tx.send(status);
+    });
+
+    // Feed the message on this thread while the waiter watches the child; a handler
+    // that stops reading early (EPIPE) is its own business.
+    let started = Instant::now();
+    let feed = std::thread::scope(|s| {
+        let writer = s.spawn(move || -> io::Result<()> {
+            let mut stdin = stdin;
+            let mut msg = entry.message()?;
+            match io::copy(&mut msg, &mut stdin) {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+                Err(e) => Err(e),
+            }
+        });
+        let mut verdict: Option<std::result::Result<std::process::ExitStatus, String>> = None;
+        let mut stop_seen: Option<Instant> = None;
+        while verdict.is_none() {
+            match status_rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(Ok(status)) => verdict = Some(Ok(status)),
+                Ok(Err(e)) => verdict = Some(Err(format!("cannot wait for handler: {e}"))),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(limit) = timeout {
+                        if started.elapsed() > limit {
+                            kill_group();
+                            let _ = status_rx.recv();
+                            verdict = Some(Err(format!(
+                                "handler timed out after {}",
+                                human_duration(limit)
+                            )));
+                        }
+                    }
+                    if verdict.is_none() && cx.stop.load(Ordering::Relaxed) {
+                        let since = *stop_seen.get_or_insert_with(Instant::now);
+                        if since.elapsed() > cx.grace {
+                            kill_group();
+                            let _ = status_rx.recv();
+                            verdict = Some(Err(String::from("\0stopped")));
+                        }
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    verdict = Some(Err("handler wait failed".into()))
+                }
+            }
+        }
+        let wrote = writer.join().unwrap_or(Ok(()));
+        (verdict.expect("loop ends with a verdict"), wrote)
+    });
+    kill_group();
+    let _ = waiter.join();
+    let tail = stderr_reader.join().unwrap_or_default();
+    let last_line = last_line(&tail);
+    let (verdict, wrote) = feed;
+    if let Err(e) = wrote {
+        return Ok(Outcome::Failed(format!(
+            "cannot feed the message to the handler: {e}"
+        )));
+    }
+    let status = match verdict {
+        Ok(s) => s,
+        Err(reason) if reason == "\0stopped" => {
+            return Ok(Outcome::Deferred(format!(
+                "handler killed after a {} grace period on stop",
+                human_duration(cx.grace)
+            )))
+        }
+        Err(reason) => return Ok(Outcome::Failed(reason)),
+    };
+    let with_tail = |what: String| {
+        if last_line.is_empty() {
+            what
+        } else {
+            format!("{what}: {last_line}")
+        }
+    };
+    match (status.code(), status.signal()) {
+        (Some(0), _) => Ok(Outcome::Done),
+        (Some(EXIT_KEEP), _) => match meta_file.read_back() {
+            Ok(m) => Ok(Outcome::Keep(m)),
+            Err(e) => Ok(Outcome::Failed(format!(
+                "handler exited {EXIT_KEEP} but left unreadable metadata: {}",
+                e.message
+            ))),
+        },
+        (Some(code), _) => Ok(Outcome::Failed(with_tail(format!("handler exited {code}")))),
+        (None, Some(sig)) => Ok(Outcome::Failed(with_tail(format!(
+            "handler killed by signal {sig}"
+        )))),
+        _ => Ok(Outcome::Failed(with_tail(
+            "handler ended abnormally".into(),
+        ))),
+    }
+}
+
+/// The last non-empty line of a handler's stderr, made printable and kept short.
+fn last_line(tail: &[u8]) -> String {
+    let text = String::from_utf8_lossy(tail);
+    let line = text
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    let clean: String = line
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect();
+    clean
+}
+
+/// `90s` → `1m30s`, as an admin writes durations.
+pub fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let mut secs = d.as_secs();
+    let mut out = String::new();
+    for (unit, size) in [("d", 86400), ("h", 3600), ("m", 60)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    if secs > 0 || out.is_empty() {
+        out.push_str(&format!("{secs}s"));
+    }
+    out
+}

@@ -1,0 +1,234 @@
+//! The runner loop (SPEC §3), as Mailman's `Runner`: recover orphans, then passes over
+//! the queue (or one slice of it), each entry claimed, given `lang`, disposed of by the
+//! handler, and finished, kept, shunted or preserved. Between passes that did nothing it
+//! sleeps; a stop takes effect between entries, never in the middle of one.
+//!
+//! Everything the runner does is reported as an [`Event`]; the caller decides how to
+//! show it (the library knows nothing of terminals or log files).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::handler::{Context, Handler, Outcome};
+use crate::metadata::Value;
+use crate::queue::{Claimed, Filebase, Recovery, Slice, Switchboard};
+
+/// Something a runner did, for the log and the summary.
+#[derive(Debug)]
+pub enum Event<'a> {
+    Recovered(&'a Filebase),
+    /// Moved to `bad`, and why.
+    Preserved(&'a Filebase, &'a str),
+    /// A `.bak` held by a live process, left alone.
+    Busy(usize),
+    /// A file that is not an entry, skipped.
+    Stray(&'a str),
+    Done(&'a Filebase),
+    Kept(&'a Filebase, &'a Filebase),
+    /// Shunted: the old filebase, the new one in `shunt`, the reason.
+    Shunted(&'a Filebase, &'a Filebase, &'a str),
+    /// Put back as it was, and why.
+    Deferred(&'a Filebase, &'a str),
+    /// Shunting failed too: preserved in `bad`.
+    ShuntFailed(&'a Filebase, &'a str),
+}
+
+/// Counts of one pass (or of a whole run).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub recovered: usize,
+    pub done: usize,
+    pub kept: usize,
+    pub shunted: usize,
+    pub deferred: usize,
+    pub preserved: usize,
+    pub skipped: usize,
+}
+
+impl Counts {
+    /// Entries this pass disposed of for good (not kept or put back).
+    pub fn progressed(&self) -> usize {
+        self.done + self.shunted + self.preserved
+    }
+
+    pub fn add(&mut self, other: &Counts) {
+        self.recovered += other.recovered;
+        self.done += other.done;
+        self.kept += other.kept;
+        self.shunted += other.shunted;
+        self.deferred += other.deferred;
+        self.preserved += other.preserved;
+        self.skipped += other.skipped;
+    }
+}
+
+/// One runner: a queue (or slice), its handler, and where failures go.
+pub struct Runner {
+    pub queue: Switchboard,
+    pub shunt: Switchboard,
+    pub bad: Switchboard,
+    pub slice: Slice,
+    pub handler: Handler,
+    pub config: Arc<Config>,
+    pub sleep_time: Duration,
+    /// Set (by a signal handler, say) to stop between entries.
+    pub stop: Arc<AtomicBool>,
+    /// How long a running handler may go on after a stop before it is killed and its
+    /// entry put back.
+    pub grace: Duration,
+}
+
+impl Runner {
+    /// Recovers the orphaned `.bak` files of this runner's slice.
+    pub fn recover(&self, log: &mut dyn FnMut(Event)) -> Result<Counts> {
+        let Recovery {
+            recovered,
+            preserved,
+            busy,
+        } = self.queue.recover(self.slice, &self.bad)?;
+        for fb in &recovered {
+            log(Event::Recovered(fb));
+        }
+        for (fb, why) in &preserved {
+            log(Event::Preserved(fb, why));
+        }
+        if busy > 0 {
+            log(Event::Busy(busy));
+        }
+        Ok(Counts {
+            recovered: recovered.len(),
+            preserved: preserved.len(),
+            ..Counts::default()
+        })
+    }
+
+    /// One pass (Mailman's `_one_iteration`): every ready entry of the slice, in FIFO
+    /// order, until the pass ends or a stop is requested.
+    pub fn one_pass(&self, log: &mut dyn FnMut(Event)) -> Result<Counts> {
+        let mut counts = Counts::default();
+        let scan = self.queue.ready(self.slice)?;
+        for stray in &scan.strays {
+            log(Event::Stray(&stray.to_string_lossy()));
+        }
+        for (fb, _) in scan.entries {
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            self.process_one(&fb, &mut counts, log)?;
+        }
+        Ok(counts)
+    }
+
+    fn process_one(
+        &self,
+        fb: &Filebase,
+        counts: &mut Counts,
+        log: &mut dyn FnMut(Event),
+    ) -> Result<()> {
+        let claim = match self.queue.claim(fb, &self.bad)? {
+            Claimed::Got(c) => c,
+            Claimed::Lost => {
+                counts.skipped += 1;
+                return Ok(());
+            }
+            Claimed::NotRegular => {
+                counts.preserved += 1;
+                log(Event::Preserved(fb, "not a regular file"));
+                return Ok(());
+            }
+        };
+        let mut entry = match claim.read() {
+            Ok(e) => e,
+            Err(e) => {
+                self.queue.preserve(claim, &self.bad)?;
+                counts.preserved += 1;
+                log(Event::Preserved(
+                    fb,
+                    &format!("unparseable entry: {}", e.message),
+                ));
+                return Ok(());
+            }
+        };
+        let mut meta = entry.dequeued_metadata();
+        let listid = meta.get_str("listid").map(str::to_string);
+        let outcome = match self.config.language_for(listid.as_deref()) {
+            Some(lang) => {
+                meta.set("lang", Value::Str(lang));
+                let cx = Context {
+                    queue: self.queue.name().as_str(),
+                    filebase: fb,
+                    stop: &self.stop,
+                    grace: self.grace,
+                };
+                self.handler.dispose(&mut entry, &meta, &cx)?
+            }
+            None => Outcome::Failed(format!(
+                "no list {} in the config",
+                listid.as_deref().unwrap_or("?")
+            )),
+        };
+        match outcome {
+            Outcome::Done => {
+                self.queue.finish(claim)?;
+                counts.done += 1;
+                log(Event::Done(fb));
+            }
+            Outcome::Keep(kept_meta) => {
+                let new_fb = self.queue.enqueue_entry(&mut entry, kept_meta)?;
+                self.queue.finish(claim)?;
+                counts.kept += 1;
+                log(Event::Kept(fb, &new_fb));
+            }
+            Outcome::Deferred(why) => {
+                self.queue.put_back(claim)?;
+                counts.deferred += 1;
+                log(Event::Deferred(fb, &why));
+            }
+            Outcome::Failed(why) => {
+                meta.set("whichq", Value::Str(self.queue.name().to_string()));
+                meta.set("shunt_reason", Value::Str(why.clone()));
+                match self.shunt.enqueue_entry(&mut entry, meta) {
+                    Ok(new_fb) => {
+                        self.queue.finish(claim)?;
+                        counts.shunted += 1;
+                        log(Event::Shunted(fb, &new_fb, &why));
+                    }
+                    Err(e) => {
+                        self.queue.preserve(claim, &self.bad)?;
+                        counts.preserved += 1;
+                        log(Event::ShuntFailed(fb, &e.message));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Passes until stopped (Mailman's `run`): after a pass that disposed of nothing it
+    /// sleeps `sleep_time`, waking early for a stop.
+    pub fn run(&self, log: &mut dyn FnMut(Event)) -> Result<Counts> {
+        let mut total = self.recover(log)?;
+        while !self.stop.load(Ordering::Relaxed) {
+            let counts = self.one_pass(log)?;
+            total.add(&counts);
+            if counts.progressed() == 0 {
+                self.snooze();
+            }
+        }
+        Ok(total)
+    }
+
+    fn snooze(&self) {
+        let until = Instant::now() + self.sleep_time;
+        while !self.stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            std::thread::sleep((until - now).min(Duration::from_millis(50)));
+        }
+    }
+}
