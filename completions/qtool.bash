@@ -417,7 +417,7 @@ _qtool() {
             return 0
             ;;
         qtool__subcmd__run)
-            opts="-C -d -v -q -h --all --forward --discard --log-file --config --queue-dir --verbose --quiet --help"
+            opts="-C -d -v -q -h --all --forward --discard --log-file --grace --config --queue-dir --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -428,6 +428,10 @@ _qtool() {
                     return 0
                     ;;
                 --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --grace)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -455,7 +459,7 @@ _qtool() {
             return 0
             ;;
         qtool__subcmd__run__subcmd__once)
-            opts="-C -d -v -q -h --all --forward --discard --log-file --config --queue-dir --verbose --quiet --help"
+            opts="-C -d -v -q -h --all --forward --discard --log-file --grace --config --queue-dir --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -466,6 +470,10 @@ _qtool() {
                     return 0
                     ;;
                 --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --grace)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -57,6 +57,7 @@ complete -c qtool -n "__fish_qtool_using_subcommand dequeue" -s q -l quiet -d 'S
 complete -c qtool -n "__fish_qtool_using_subcommand dequeue" -s h -l help -d 'Print help'
 complete -c qtool -n "__fish_qtool_using_subcommand run-once" -l forward -d 'Handler: enqueue each entry to QUEUE' -r
 complete -c qtool -n "__fish_qtool_using_subcommand run-once" -l log-file -d 'Log to FILE instead of standard error (reopened on SIGHUP)' -r -F
+complete -c qtool -n "__fish_qtool_using_subcommand run-once" -l grace -d 'After a stop, how long a running handler may go on before it is killed and its entry put back' -r
 complete -c qtool -n "__fish_qtool_using_subcommand run-once" -s C -l config -d 'Configuration file [default: ./qtool.yaml, then /etc/qtool/qtool.yaml]' -r -F
 complete -c qtool -n "__fish_qtool_using_subcommand run-once" -s d -l queue-dir -d 'Directory holding one directory per queue (overrides the config\'s queue_dir)' -r -F
 complete -c qtool -n "__fish_qtool_using_subcommand run-once" -l all -d 'Supervise every runner of the config with `start: true` (run only)'
@@ -66,6 +67,7 @@ complete -c qtool -n "__fish_qtool_using_subcommand run-once" -s q -l quiet -d '
 complete -c qtool -n "__fish_qtool_using_subcommand run-once" -s h -l help -d 'Print help'
 complete -c qtool -n "__fish_qtool_using_subcommand run" -l forward -d 'Handler: enqueue each entry to QUEUE' -r
 complete -c qtool -n "__fish_qtool_using_subcommand run" -l log-file -d 'Log to FILE instead of standard error (reopened on SIGHUP)' -r -F
+complete -c qtool -n "__fish_qtool_using_subcommand run" -l grace -d 'After a stop, how long a running handler may go on before it is killed and its entry put back' -r
 complete -c qtool -n "__fish_qtool_using_subcommand run" -s C -l config -d 'Configuration file [default: ./qtool.yaml, then /etc/qtool/qtool.yaml]' -r -F
 complete -c qtool -n "__fish_qtool_using_subcommand run" -s d -l queue-dir -d 'Directory holding one directory per queue (overrides the config\'s queue_dir)' -r -F
 complete -c qtool -n "__fish_qtool_using_subcommand run" -l all -d 'Supervise every runner of the config with `start: true` (run only)'

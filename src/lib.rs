@@ -9,3 +9,4 @@ pub use metadata::{Metadata, Value};
 pub mod config;
 pub mod handler;
 pub mod runner;
+pub mod supervisor;

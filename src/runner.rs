@@ -210,6 +210,7 @@ impl Runner {
     /// Passes until stopped (Mailman's `run`): after a pass that disposed of nothing it
     /// sleeps `sleep_time`, waking early for a stop.
     pub fn run(&self, log: &mut dyn FnMut(Event)) -> Result<Counts> {
+        self.queue.create_dir()?;
         let mut total = self.recover(log)?;
         while !self.stop.load(Ordering::Relaxed) {
             let counts = self.one_pass(log)?;

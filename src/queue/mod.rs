@@ -184,7 +184,15 @@ impl Switchboard {
             .recursive(true)
             .mode(0o770)
             .create(&self.dir)
-            .at("cannot create queue directory", &self.dir)
+            .map_err(|e| {
+                let mut err = Error::io("cannot create queue directory", &self.dir, e);
+                if err.code == crate::error::exit::NOINPUT || err.code == crate::error::exit::IOERR
+                {
+                    err.code = crate::error::exit::CANTCREAT;
+                    err.hint = "check that the parent directory exists and is writable".into();
+                }
+                err
+            })
     }
 
     /// Enqueues one message durably (SPEC §2 rules applied to `metadata`).

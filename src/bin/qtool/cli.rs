@@ -130,7 +130,7 @@ pub struct RunArgs {
     #[arg(required_unless_present = "all", value_name = "RUNNER[:SLICE:RANGE]")]
     pub runner: Option<String>,
     /// Supervise every runner of the config with `start: true` (run only)
-    #[arg(long, conflicts_with = "runner", hide = true)]
+    #[arg(long, conflicts_with = "runner")]
     pub all: bool,
     /// Handler: enqueue each entry to QUEUE
     #[arg(long, value_name = "QUEUE", conflicts_with_all = ["discard", "exec"])]
@@ -141,6 +141,10 @@ pub struct RunArgs {
     /// Log to FILE instead of standard error (reopened on SIGHUP)
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+    /// After a stop, how long a running handler may go on before it is killed and its
+    /// entry put back
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub grace: std::time::Duration,
     /// Handler: run PROGRAM with each message on its standard input (no shell)
     #[arg(last = true, value_name = "PROGRAM [ARG]...")]
     pub exec: Vec<String>,
@@ -183,4 +187,9 @@ pub struct CompletionsArgs {
 pub struct ManArgs {
     /// Directory to write qtool.1 and qtool-COMMAND.1 into
     pub dir: PathBuf,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    qtool::config::parse_duration(text)
+        .ok_or_else(|| "expected a duration such as 0.5s, 30s, 2m or 1h30m".to_string())
 }

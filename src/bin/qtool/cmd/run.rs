@@ -4,22 +4,17 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use qtool::config::{Config, HandlerSpec};
 use qtool::error::{exit, Error, Result};
 use qtool::handler::Handler;
 use qtool::queue::{QueueName, Slice};
 use qtool::runner::{Counts, Event, Runner};
+use qtool::supervisor::{self, Signals, Supervisor, SupervisorLock, EXIT_RESTART};
 
 use super::load_config;
 use crate::cli::{Global, RunArgs};
 use crate::log::{Level, Logger};
-
-/// How long a handler may go on after a stop before it is killed and its entry put back.
-const STOP_GRACE: Duration = Duration::from_secs(30);
-/// The exit status of a runner stopped by SIGUSR1: "restart me".
-pub const EXIT_RESTART: i32 = exit::TEMPFAIL;
 
 /// Parses `NAME[:SLICE:RANGE]` (Mailman's `-r name:slice:range`).
 pub fn parse_runner_spec(text: &str) -> Result<(QueueName, Slice)> {
@@ -85,7 +80,7 @@ fn build_runner(a: &RunArgs, config: Arc<Config>, stop: Arc<AtomicBool>) -> Resu
         sleep_time: rc.sleep_time,
         config,
         stop,
-        grace: STOP_GRACE,
+        grace: a.grace,
     })
 }
 
@@ -159,10 +154,7 @@ pub fn run_once(g: &Global, a: RunArgs) -> Result<i32> {
 
 pub fn run(g: &Global, a: RunArgs) -> Result<i32> {
     if a.all {
-        return Err(Error::usage(
-            "run --all is not available yet",
-            "run each runner with `qtool run RUNNER`",
-        ));
+        return supervise(g, a);
     }
     let config = Arc::new(load_config(g)?);
     let stop = Arc::new(AtomicBool::new(false));
@@ -217,4 +209,123 @@ fn signal_error(e: std::io::Error) -> Error {
         format!("cannot install signal handler: {e}"),
         "",
     )
+}
+
+/// `qtool run --all`: the supervisor.
+fn supervise(g: &Global, a: RunArgs) -> Result<i32> {
+    if a.forward.is_some() || a.discard || !a.exec.is_empty() {
+        return Err(Error::usage(
+            "run --all takes the handlers from the config",
+            "define each runner's handler in the config, or run one runner with `qtool run RUNNER`",
+        ));
+    }
+    let config = load_config(g)?;
+    let lock = SupervisorLock::acquire(&config.queue_dir)?;
+    let signals = Signals::default();
+    for (sig, flag) in [
+        (signal_hook::consts::SIGTERM, &signals.stop),
+        (signal_hook::consts::SIGINT, &signals.stop),
+        (signal_hook::consts::SIGHUP, &signals.hup),
+        (signal_hook::consts::SIGUSR1, &signals.usr1),
+    ] {
+        signal_hook::flag::register(sig, flag.clone()).map_err(signal_error)?;
+    }
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register_usize(sig, signals.stop_signal.clone(), sig as usize)
+            .map_err(signal_error)?;
+    }
+    let mut log = Logger::new(a.log_file.clone(), g.verbose, g.quiet)?;
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, log.reopen_flag())
+        .map_err(signal_error)?;
+    let exe = std::env::current_exe().map_err(|e| {
+        Error::new(
+            exit::SOFTWARE,
+            format!("cannot find the qtool executable: {e}"),
+            "",
+        )
+    })?;
+    let config_path = config
+        .source
+        .as_ref()
+        .map(|p| std::path::absolute(p).unwrap_or(p.clone()));
+    let queue_dir = config.queue_dir.clone();
+    let (log_file, verbose, quiet, grace) = (a.log_file.clone(), g.verbose, g.quiet, a.grace);
+    let command = move |slot: &supervisor::Slot| {
+        let mut c = std::process::Command::new(&exe);
+        if let Some(p) = &config_path {
+            c.arg("-C").arg(p);
+        }
+        c.arg("-d").arg(&queue_dir);
+        if verbose {
+            c.arg("-v");
+        }
+        if quiet {
+            c.arg("-q");
+        }
+        c.arg("run").arg(slot.spec());
+        c.arg("--grace").arg(format!("{}s", grace.as_secs_f64()));
+        if let Some(f) = &log_file {
+            c.arg("--log-file").arg(f);
+        }
+        c
+    };
+    let mut sup = Supervisor::new(&config, Box::new(command))?;
+    log.log(
+        Level::Info,
+        &format!(
+            "supervisor started for {} ({} runner processes; lock {})",
+            config.queue_dir.display(),
+            sup.slots.len(),
+            lock.path.display()
+        ),
+    );
+    let code = sup.run(&signals, &mut |e| {
+        use supervisor::Event as E;
+        match e {
+            E::Started(s, pid) => log.log(
+                Level::Info,
+                &format!("supervisor: started runner {} (pid {pid})", s.spec()),
+            ),
+            E::Exited(s, how) => log.log(
+                Level::Info,
+                &format!("supervisor: runner {} exited ({how})", s.spec()),
+            ),
+            E::Restarting(s, after) => log.log(
+                Level::Info,
+                &format!(
+                    "supervisor: restarting runner {} in {} (restart {} of {})",
+                    s.spec(),
+                    qtool::handler::human_duration(after),
+                    s.restarts,
+                    s.max_restarts
+                ),
+            ),
+            E::GaveUp(s) => log.log(
+                Level::Error,
+                &format!(
+                    "supervisor: giving up on runner {} after {} restarts",
+                    s.spec(),
+                    s.restarts
+                ),
+            ),
+            E::StartFailed(s, why) => log.log(
+                Level::Error,
+                &format!("supervisor: cannot start runner {}: {why}", s.spec()),
+            ),
+            E::Signal(name) => log.log(
+                Level::Info,
+                &format!("supervisor: got SIG{name}, passing it on"),
+            ),
+        }
+    });
+    if code == 0 {
+        log.log(Level::Info, "supervisor stopped");
+    } else {
+        log.log(
+            Level::Error,
+            "supervisor: every runner was given up on; exiting",
+        );
+    }
+    drop(lock);
+    Ok(code)
 }
