@@ -35,6 +35,13 @@ complete -c qtool -n "__fish_qtool_needs_command" -f -a "dequeue" -d 'Take the o
 complete -c qtool -n "__fish_qtool_needs_command" -f -a "run-once" -d 'Recover, then drain a queue once through a handler (for cron)'
 complete -c qtool -n "__fish_qtool_needs_command" -f -a "run" -d 'Run a runner until stopped, or supervise all of them with --all'
 complete -c qtool -n "__fish_qtool_needs_command" -f -a "dump" -d 'Print an entry\'s metadata as Mailman\'s dump_msgdata does'
+complete -c qtool -n "__fish_qtool_needs_command" -f -a "list" -d 'List entries in FIFO order: state, age, size, list, From, Subject'
+complete -c qtool -n "__fish_qtool_needs_command" -f -a "stats" -d 'Per queue: entries by state, size, oldest age, and an age histogram'
+complete -c qtool -n "__fish_qtool_needs_command" -f -a "unshunt" -d 'Move shunted entries back to the queue they failed in (or discard them)'
+complete -c qtool -n "__fish_qtool_needs_command" -f -a "move" -d 'Move entries to another queue, metadata unchanged'
+complete -c qtool -n "__fish_qtool_needs_command" -f -a "delete" -d 'Delete entries (never one a runner is working on)'
+complete -c qtool -n "__fish_qtool_needs_command" -f -a "recover" -d 'Recover orphaned claimed entries (.bak) of crashed processes now'
+complete -c qtool -n "__fish_qtool_needs_command" -f -a "runners" -d 'List the configured runners and their handlers'
 complete -c qtool -n "__fish_qtool_needs_command" -f -a "completions" -d 'Print shell completions'
 complete -c qtool -n "__fish_qtool_needs_command" -f -a "man" -d 'Write the man pages (for packagers; the project ships them in man/)'
 complete -c qtool -n "__fish_qtool_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -86,6 +93,54 @@ complete -c qtool -n "__fish_qtool_using_subcommand dump" -l all -d 'Show every 
 complete -c qtool -n "__fish_qtool_using_subcommand dump" -s v -l verbose -d 'Say more: per-entry log lines'
 complete -c qtool -n "__fish_qtool_using_subcommand dump" -s q -l quiet -d 'Say less: no summaries, only errors and entries that failed'
 complete -c qtool -n "__fish_qtool_using_subcommand dump" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c qtool -n "__fish_qtool_using_subcommand list" -l older-than -d 'Only entries older than AGE (e.g. 30m, 2h, 1d)' -r
+complete -c qtool -n "__fish_qtool_using_subcommand list" -l listid -d 'Only entries for this list id' -r
+complete -c qtool -n "__fish_qtool_using_subcommand list" -l from -d 'Only entries whose From contains TEXT (any case)' -r
+complete -c qtool -n "__fish_qtool_using_subcommand list" -l subject -d 'Only entries whose Subject contains TEXT (any case)' -r
+complete -c qtool -n "__fish_qtool_using_subcommand list" -l format -d 'Output format' -r -f -a "table\t'Aligned columns (a bordered table on a terminal)'
+json\t'One JSON array of objects with stable field names'
+names\t'Filebases only, one per line'"
+complete -c qtool -n "__fish_qtool_using_subcommand list" -s C -l config -d 'Configuration file [default: ./qtool.yaml, then /etc/qtool/qtool.yaml]' -r -F
+complete -c qtool -n "__fish_qtool_using_subcommand list" -s d -l queue-dir -d 'Directory holding one directory per queue (overrides the config\'s queue_dir)' -r -F
+complete -c qtool -n "__fish_qtool_using_subcommand list" -s v -l verbose -d 'Say more: per-entry log lines'
+complete -c qtool -n "__fish_qtool_using_subcommand list" -s q -l quiet -d 'Say less: no summaries, only errors and entries that failed'
+complete -c qtool -n "__fish_qtool_using_subcommand list" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c qtool -n "__fish_qtool_using_subcommand stats" -l format -d 'Output format' -r -f -a "table\t'Aligned columns (a bordered table on a terminal)'
+json\t'JSON'"
+complete -c qtool -n "__fish_qtool_using_subcommand stats" -s C -l config -d 'Configuration file [default: ./qtool.yaml, then /etc/qtool/qtool.yaml]' -r -F
+complete -c qtool -n "__fish_qtool_using_subcommand stats" -s d -l queue-dir -d 'Directory holding one directory per queue (overrides the config\'s queue_dir)' -r -F
+complete -c qtool -n "__fish_qtool_using_subcommand stats" -s v -l verbose -d 'Say more: per-entry log lines'
+complete -c qtool -n "__fish_qtool_using_subcommand stats" -s q -l quiet -d 'Say less: no summaries, only errors and entries that failed'
+complete -c qtool -n "__fish_qtool_using_subcommand stats" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c qtool -n "__fish_qtool_using_subcommand unshunt" -s C -l config -d 'Configuration file [default: ./qtool.yaml, then /etc/qtool/qtool.yaml]' -r -F
+complete -c qtool -n "__fish_qtool_using_subcommand unshunt" -s d -l queue-dir -d 'Directory holding one directory per queue (overrides the config\'s queue_dir)' -r -F
+complete -c qtool -n "__fish_qtool_using_subcommand unshunt" -l discard -d 'Delete them instead'
+complete -c qtool -n "__fish_qtool_using_subcommand unshunt" -s v -l verbose -d 'Say more: per-entry log lines'
+complete -c qtool -n "__fish_qtool_using_subcommand unshunt" -s q -l quiet -d 'Say less: no summaries, only errors and entries that failed'
+complete -c qtool -n "__fish_qtool_using_subcommand unshunt" -s h -l help -d 'Print help'
+complete -c qtool -n "__fish_qtool_using_subcommand move" -l to -d 'The queue to move them to' -r
+complete -c qtool -n "__fish_qtool_using_subcommand move" -s C -l config -d 'Configuration file [default: ./qtool.yaml, then /etc/qtool/qtool.yaml]' -r -F
+complete -c qtool -n "__fish_qtool_using_subcommand move" -s d -l queue-dir -d 'Directory holding one directory per queue (overrides the config\'s queue_dir)' -r -F
+complete -c qtool -n "__fish_qtool_using_subcommand move" -s v -l verbose -d 'Say more: per-entry log lines'
+complete -c qtool -n "__fish_qtool_using_subcommand move" -s q -l quiet -d 'Say less: no summaries, only errors and entries that failed'
+complete -c qtool -n "__fish_qtool_using_subcommand move" -s h -l help -d 'Print help'
+complete -c qtool -n "__fish_qtool_using_subcommand delete" -s C -l config -d 'Configuration file [default: ./qtool.yaml, then /etc/qtool/qtool.yaml]' -r -F
+complete -c qtool -n "__fish_qtool_using_subcommand delete" -s d -l queue-dir -d 'Directory holding one directory per queue (overrides the config\'s queue_dir)' -r -F
+complete -c qtool -n "__fish_qtool_using_subcommand delete" -s v -l verbose -d 'Say more: per-entry log lines'
+complete -c qtool -n "__fish_qtool_using_subcommand delete" -s q -l quiet -d 'Say less: no summaries, only errors and entries that failed'
+complete -c qtool -n "__fish_qtool_using_subcommand delete" -s h -l help -d 'Print help'
+complete -c qtool -n "__fish_qtool_using_subcommand recover" -s C -l config -d 'Configuration file [default: ./qtool.yaml, then /etc/qtool/qtool.yaml]' -r -F
+complete -c qtool -n "__fish_qtool_using_subcommand recover" -s d -l queue-dir -d 'Directory holding one directory per queue (overrides the config\'s queue_dir)' -r -F
+complete -c qtool -n "__fish_qtool_using_subcommand recover" -s v -l verbose -d 'Say more: per-entry log lines'
+complete -c qtool -n "__fish_qtool_using_subcommand recover" -s q -l quiet -d 'Say less: no summaries, only errors and entries that failed'
+complete -c qtool -n "__fish_qtool_using_subcommand recover" -s h -l help -d 'Print help'
+complete -c qtool -n "__fish_qtool_using_subcommand runners" -l format -d 'Output format' -r -f -a "table\t'Aligned columns (a bordered table on a terminal)'
+json\t'JSON'"
+complete -c qtool -n "__fish_qtool_using_subcommand runners" -s C -l config -d 'Configuration file [default: ./qtool.yaml, then /etc/qtool/qtool.yaml]' -r -F
+complete -c qtool -n "__fish_qtool_using_subcommand runners" -s d -l queue-dir -d 'Directory holding one directory per queue (overrides the config\'s queue_dir)' -r -F
+complete -c qtool -n "__fish_qtool_using_subcommand runners" -s v -l verbose -d 'Say more: per-entry log lines'
+complete -c qtool -n "__fish_qtool_using_subcommand runners" -s q -l quiet -d 'Say less: no summaries, only errors and entries that failed'
+complete -c qtool -n "__fish_qtool_using_subcommand runners" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qtool -n "__fish_qtool_using_subcommand completions" -s C -l config -d 'Configuration file [default: ./qtool.yaml, then /etc/qtool/qtool.yaml]' -r -F
 complete -c qtool -n "__fish_qtool_using_subcommand completions" -s d -l queue-dir -d 'Directory holding one directory per queue (overrides the config\'s queue_dir)' -r -F
 complete -c qtool -n "__fish_qtool_using_subcommand completions" -s v -l verbose -d 'Say more: per-entry log lines'
@@ -96,11 +151,18 @@ complete -c qtool -n "__fish_qtool_using_subcommand man" -s d -l queue-dir -d 'D
 complete -c qtool -n "__fish_qtool_using_subcommand man" -s v -l verbose -d 'Say more: per-entry log lines'
 complete -c qtool -n "__fish_qtool_using_subcommand man" -s q -l quiet -d 'Say less: no summaries, only errors and entries that failed'
 complete -c qtool -n "__fish_qtool_using_subcommand man" -s h -l help -d 'Print help'
-complete -c qtool -n "__fish_qtool_using_subcommand help; and not __fish_seen_subcommand_from enqueue dequeue run-once run dump completions man help" -f -a "enqueue" -d 'Add messages to a queue'
-complete -c qtool -n "__fish_qtool_using_subcommand help; and not __fish_seen_subcommand_from enqueue dequeue run-once run dump completions man help" -f -a "dequeue" -d 'Take the oldest (or a named) entry out of a queue'
-complete -c qtool -n "__fish_qtool_using_subcommand help; and not __fish_seen_subcommand_from enqueue dequeue run-once run dump completions man help" -f -a "run-once" -d 'Recover, then drain a queue once through a handler (for cron)'
-complete -c qtool -n "__fish_qtool_using_subcommand help; and not __fish_seen_subcommand_from enqueue dequeue run-once run dump completions man help" -f -a "run" -d 'Run a runner until stopped, or supervise all of them with --all'
-complete -c qtool -n "__fish_qtool_using_subcommand help; and not __fish_seen_subcommand_from enqueue dequeue run-once run dump completions man help" -f -a "dump" -d 'Print an entry\'s metadata as Mailman\'s dump_msgdata does'
-complete -c qtool -n "__fish_qtool_using_subcommand help; and not __fish_seen_subcommand_from enqueue dequeue run-once run dump completions man help" -f -a "completions" -d 'Print shell completions'
-complete -c qtool -n "__fish_qtool_using_subcommand help; and not __fish_seen_subcommand_from enqueue dequeue run-once run dump completions man help" -f -a "man" -d 'Write the man pages (for packagers; the project ships them in man/)'
-complete -c qtool -n "__fish_qtool_using_subcommand help; and not __fish_seen_subcommand_from enqueue dequeue run-once run dump completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c qtool -n "__fish_qtool_using_subcommand help; and not __fish_seen_subcommand_from enqueue dequeue run-once run dump list stats unshunt move delete recover runners completions man help" -f -a "enqueue" -d 'Add messages to a queue'
+complete -c qtool -n "__fish_qtool_using_subcommand help; and not __fish_seen_subcommand_from enqueue dequeue run-once run dump list stats unshunt move delete recover runners completions man help" -f -a "dequeue" -d 'Take the oldest (or a named) entry out of a queue'
+complete -c qtool -n "__fish_qtool_using_subcommand help; and not __fish_seen_subcommand_from enqueue dequeue run-once run dump list stats unshunt move delete recover runners completions man help" -f -a "run-once" -d 'Recover, then drain a queue once through a handler (for cron)'
+complete -c qtool -n "__fish_qtool_using_subcommand help; and not __fish_seen_subcommand_from enqueue dequeue run-once run dump list stats unshunt move delete recover runners completions man help" -f -a "run" -d 'Run a runner until stopped, or supervise all of them with --all'
+complete -c qtool -n "__fish_qtool_using_subcommand help; and not __fish_seen_subcommand_from enqueue dequeue run-once run dump list stats unshunt move delete recover runners completions man help" -f -a "dump" -d 'Print an entry\'s metadata as Mailman\'s dump_msgdata does'
+complete -c qtool -n "__fish_qtool_using_subcommand help; and not __fish_seen_subcommand_from enqueue dequeue run-once run dump list stats unshunt move delete recover runners completions man help" -f -a "list" -d 'List entries in FIFO order: state, age, size, list, From, Subject'
+complete -c qtool -n "__fish_qtool_using_subcommand help; and not __fish_seen_subcommand_from enqueue dequeue run-once run dump list stats unshunt move delete recover runners completions man help" -f -a "stats" -d 'Per queue: entries by state, size, oldest age, and an age histogram'
+complete -c qtool -n "__fish_qtool_using_subcommand help; and not __fish_seen_subcommand_from enqueue dequeue run-once run dump list stats unshunt move delete recover runners completions man help" -f -a "unshunt" -d 'Move shunted entries back to the queue they failed in (or discard them)'
+complete -c qtool -n "__fish_qtool_using_subcommand help; and not __fish_seen_subcommand_from enqueue dequeue run-once run dump list stats unshunt move delete recover runners completions man help" -f -a "move" -d 'Move entries to another queue, metadata unchanged'
+complete -c qtool -n "__fish_qtool_using_subcommand help; and not __fish_seen_subcommand_from enqueue dequeue run-once run dump list stats unshunt move delete recover runners completions man help" -f -a "delete" -d 'Delete entries (never one a runner is working on)'
+complete -c qtool -n "__fish_qtool_using_subcommand help; and not __fish_seen_subcommand_from enqueue dequeue run-once run dump list stats unshunt move delete recover runners completions man help" -f -a "recover" -d 'Recover orphaned claimed entries (.bak) of crashed processes now'
+complete -c qtool -n "__fish_qtool_using_subcommand help; and not __fish_seen_subcommand_from enqueue dequeue run-once run dump list stats unshunt move delete recover runners completions man help" -f -a "runners" -d 'List the configured runners and their handlers'
+complete -c qtool -n "__fish_qtool_using_subcommand help; and not __fish_seen_subcommand_from enqueue dequeue run-once run dump list stats unshunt move delete recover runners completions man help" -f -a "completions" -d 'Print shell completions'
+complete -c qtool -n "__fish_qtool_using_subcommand help; and not __fish_seen_subcommand_from enqueue dequeue run-once run dump list stats unshunt move delete recover runners completions man help" -f -a "man" -d 'Write the man pages (for packagers; the project ships them in man/)'
+complete -c qtool -n "__fish_qtool_using_subcommand help; and not __fish_seen_subcommand_from enqueue dequeue run-once run dump list stats unshunt move delete recover runners completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

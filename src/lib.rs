@@ -6,7 +6,9 @@ pub mod queue;
 
 pub use error::{Error, Result};
 pub use metadata::{Metadata, Value};
+pub mod admin;
 pub mod config;
 pub mod handler;
+pub mod inspect;
 pub mod runner;
 pub mod supervisor;

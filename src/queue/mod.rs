@@ -532,7 +532,9 @@ impl Batch<'_> {
     /// Writes one message (SPEC §2 rules applied to its metadata). An empty message is
     /// refused (65).
     pub fn add(&mut self, message: &mut dyn Read, mut metadata: Metadata) -> Result<()> {
-        let plaintext = metadata.is_true("_plaintext");
+        // Mailman resets `_parsemsg` when it re-pickles a parsed message; qtool never
+        // re-serialises a message, so an entry that was plain text stays plain text.
+        let plaintext = metadata.is_true("_plaintext") || metadata.is_true("_parsemsg");
         let stamp = Stamp::now();
         metadata.prepare_for_enqueue(plaintext, stamp.secs);
         let pending = self.sb.write_temp(&metadata, message, &stamp)?;

@@ -79,6 +79,34 @@ pub enum Command {
         after_help = "Examples:\n  qtool dump shunt 1733342400.1234567+<sha1>\n  qtool dump /var/lib/mailman3/queue/shunt/1733342400.1234567+<sha1>.pck --message"
     )]
     Dump(DumpArgs),
+    /// List entries in FIFO order: state, age, size, list, From, Subject
+    #[command(
+        after_help = "Examples:\n  qtool list shunt\n  qtool list in --older-than 2h --listid test.example.com\n  qtool list --format names bad | xargs qtool delete bad"
+    )]
+    List(ListArgs),
+    /// Per queue: entries by state, size, oldest age, and an age histogram
+    #[command(after_help = "Examples:\n  qtool stats\n  qtool stats in out --format json")]
+    Stats(StatsArgs),
+    /// Move shunted entries back to the queue they failed in (or discard them)
+    #[command(
+        after_help = "Examples:\n  qtool unshunt\n  qtool unshunt 1733342400.1234567+<sha1>\n  qtool unshunt --discard 1733342400.1234567+<sha1>"
+    )]
+    Unshunt(UnshuntArgs),
+    /// Move entries to another queue, metadata unchanged
+    #[command(
+        name = "move",
+        after_help = "Example:\n  qtool move shunt 1733342400.1234567+<sha1> --to out"
+    )]
+    Move(MoveArgs),
+    /// Delete entries (never one a runner is working on)
+    #[command(after_help = "Example:\n  qtool delete bad 1733342400.1234567+<sha1>")]
+    Delete(DeleteArgs),
+    /// Recover orphaned claimed entries (.bak) of crashed processes now
+    #[command(after_help = "Example:\n  qtool recover in")]
+    Recover(RecoverArgs),
+    /// List the configured runners and their handlers
+    #[command(after_help = "Example:\n  qtool -C /etc/qtool/qtool.yaml runners")]
+    Runners(RunnersArgs),
     /// Print shell completions
     #[command(after_help = "Example:\n  qtool completions bash > /etc/bash_completion.d/qtool")]
     Completions(CompletionsArgs),
@@ -192,4 +220,95 @@ pub struct ManArgs {
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     qtool::config::parse_duration(text)
         .ok_or_else(|| "expected a duration such as 0.5s, 30s, 2m or 1h30m".to_string())
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ListFormat {
+    /// Aligned columns (a bordered table on a terminal)
+    Table,
+    /// One JSON array of objects with stable field names
+    Json,
+    /// Filebases only, one per line
+    Names,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum TableFormat {
+    /// Aligned columns (a bordered table on a terminal)
+    Table,
+    /// JSON
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Queues to list (default: every queue)
+    pub queues: Vec<String>,
+    /// Only entries older than AGE (e.g. 30m, 2h, 1d)
+    #[arg(long, value_name = "AGE")]
+    pub older_than: Option<String>,
+    /// Only entries for this list id
+    #[arg(long, value_name = "LISTID")]
+    pub listid: Option<String>,
+    /// Only entries whose From contains TEXT (any case)
+    #[arg(long, value_name = "TEXT")]
+    pub from: Option<String>,
+    /// Only entries whose Subject contains TEXT (any case)
+    #[arg(long, value_name = "TEXT")]
+    pub subject: Option<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Queues (default: every queue)
+    pub queues: Vec<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+    pub format: TableFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct UnshuntArgs {
+    /// Entries of the shunt queue (default: all of them)
+    pub filebases: Vec<String>,
+    /// Delete them instead
+    #[arg(long)]
+    pub discard: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MoveArgs {
+    /// The queue the entries are in
+    pub queue: String,
+    /// The entries to move
+    #[arg(required = true)]
+    pub filebases: Vec<String>,
+    /// The queue to move them to
+    #[arg(long, value_name = "QUEUE", required = true)]
+    pub to: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The queue the entries are in
+    pub queue: String,
+    /// The entries to delete
+    #[arg(required = true)]
+    pub filebases: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// The queue whose orphaned .bak files to recover
+    pub queue: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RunnersArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+    pub format: TableFormat,
 }

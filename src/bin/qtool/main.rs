@@ -4,6 +4,7 @@
 mod cli;
 mod cmd;
 mod log;
+mod output;
 
 use std::process::ExitCode;
 

@@ -4,7 +4,12 @@ mod completions;
 mod dequeue;
 mod dump;
 mod enqueue;
+mod list;
+mod recover;
+mod repair;
 mod run;
+mod runners;
+mod stats;
 
 use std::path::Path;
 
@@ -22,6 +27,13 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::RunOnce(a) => run::run_once(g, a),
         Command::Run(a) => run::run(g, a),
         Command::Dump(a) => dump::run(g, a),
+        Command::List(a) => list::run(g, a),
+        Command::Stats(a) => stats::run(g, a),
+        Command::Unshunt(a) => repair::unshunt(g, a),
+        Command::Move(a) => repair::move_(g, a),
+        Command::Delete(a) => repair::delete(g, a),
+        Command::Recover(a) => recover::run(g, a),
+        Command::Runners(a) => runners::run(g, a),
         Command::Completions(a) => completions::completions(a),
         Command::Man(a) => completions::man(a),
     }
@@ -50,4 +62,16 @@ pub fn bad(config: &Config) -> Switchboard {
 /// `path` for messages, `-` for standard input.
 pub fn is_stdin(path: &Path) -> bool {
     path.as_os_str() == "-"
+}
+
+/// An age limit such as `2h` or `30m`, in seconds.
+pub fn parse_age(text: &str) -> Result<f64> {
+    qtool::config::parse_duration(text)
+        .map(|d| d.as_secs_f64())
+        .ok_or_else(|| {
+            qtool::Error::usage(
+                format!("invalid age {text:?}"),
+                "write a duration such as 30s, 5m, 2h or 1d",
+            )
+        })
 }
