@@ -245,7 +245,7 @@ impl Config {
             .get(name.as_str())
             .and_then(|r| r.path.clone())
             .unwrap_or_else(|| name.dir_in(&self.queue_dir));
-        Switchboard::new(name.clone(), dir, self.queue_format)
+        Switchboard::new(name.clone(), dir, self.queue_format).with_min_free(self.min_free)
     }
 
     /// The language for entries of `listid` (SPEC §3 step 3): the list's preferred

@@ -94,7 +94,10 @@ impl Handler {
             Handler::Discard => Ok(Outcome::Done),
             Handler::Forward(target) => {
                 match target.enqueue_entry(entry, metadata.clone()) {
-                    Ok(_) => Ok(Outcome::Done),
+                    Ok(_) => {
+                        crate::fault::point("forward.written");
+                        Ok(Outcome::Done)
+                    }
                     Err(e) if e.code == crate::error::exit::TEMPFAIL => Ok(Outcome::Deferred(
                         format!("forward to {} failed: {}", target.name(), e.message),
                     )),

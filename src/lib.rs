@@ -8,6 +8,7 @@ pub use error::{Error, Result};
 pub use metadata::{Metadata, Value};
 pub mod admin;
 pub mod config;
+pub mod fault;
 pub mod handler;
 pub mod inspect;
 pub mod runner;

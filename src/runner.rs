@@ -24,6 +24,8 @@ pub enum Event<'a> {
     Preserved(&'a Filebase, &'a str),
     /// A `.bak` held by a live process, left alone.
     Busy(usize),
+    /// Temporary files of crashed writers removed.
+    RemovedTemp(usize),
     /// A file that is not an entry, skipped.
     Stray(&'a str),
     Done(&'a Filebase),
@@ -88,7 +90,11 @@ impl Runner {
             recovered,
             preserved,
             busy,
+            removed_tmp,
         } = self.queue.recover(self.slice, &self.bad)?;
+        if removed_tmp > 0 {
+            log(Event::RemovedTemp(removed_tmp));
+        }
         for fb in &recovered {
             log(Event::Recovered(fb));
         }
@@ -170,6 +176,7 @@ impl Runner {
                 listid.as_deref().unwrap_or("?")
             )),
         };
+        crate::fault::point("handler.done");
         match outcome {
             Outcome::Done => {
                 self.queue.finish(claim)?;
@@ -192,6 +199,7 @@ impl Runner {
                 meta.set("shunt_reason", Value::Str(why.clone()));
                 match self.shunt.enqueue_entry(&mut entry, meta) {
                     Ok(new_fb) => {
+                        crate::fault::point("shunt.written");
                         self.queue.finish(claim)?;
                         counts.shunted += 1;
                         log(Event::Shunted(fb, &new_fb, &why));

@@ -110,6 +110,8 @@ pub struct Switchboard {
     name: QueueName,
     dir: PathBuf,
     format: Format,
+    /// Refuse new entries when the filesystem has less free space than this.
+    min_free: Option<u64>,
 }
 
 /// An entry this process has claimed (`.bak`, locked). Dropping it without `finish`,
@@ -152,11 +154,45 @@ pub struct Recovery {
     pub preserved: Vec<(Filebase, String)>,
     /// `.bak` files held by a live process, left alone.
     pub busy: usize,
+    /// Temporary files of crashed writers, removed (their entries were never visible).
+    pub removed_tmp: usize,
 }
 
 impl Switchboard {
     pub fn new(name: QueueName, dir: PathBuf, format: Format) -> Self {
-        Switchboard { name, dir, format }
+        Switchboard {
+            name,
+            dir,
+            format,
+            min_free: None,
+        }
+    }
+
+    /// Refuse enqueues (75) while the queue's filesystem has less than `bytes` free,
+    /// like Postfix's `queue_minfree`.
+    pub fn with_min_free(mut self, bytes: Option<u64>) -> Self {
+        self.min_free = bytes;
+        self
+    }
+
+    fn check_free_space(&self) -> Result<()> {
+        let Some(min) = self.min_free else {
+            return Ok(());
+        };
+        let free = fs2::available_space(&self.dir).at("cannot check free space of", &self.dir)?;
+        if free < min {
+            return Err(Error::new(
+                crate::error::exit::TEMPFAIL,
+                format!(
+                    "refusing to enqueue to {}: {} bytes free, below min_free {}",
+                    self.dir.display(),
+                    free,
+                    min
+                ),
+                "the disk is full (min_free): free some space and try again",
+            ));
+        }
+        Ok(())
     }
 
     pub fn name(&self) -> &QueueName {
@@ -235,6 +271,9 @@ impl Switchboard {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)
             .at("cannot create entry", &tmp)?;
+        // Held while the file is written, so recovery can tell a crashed writer's
+        // leftover (unlocked) from a file still being written.
+        FileExt::try_lock_exclusive(&file).at("cannot lock", &tmp)?;
         let mut metadata = metadata.clone();
         if self.format == Format::Mailman {
             metadata.set("_parsemsg", Value::Bool(true));
@@ -347,13 +386,17 @@ impl Switchboard {
         if !same_file(&file, &pck) {
             return Ok(Claimed::Lost);
         }
+        crate::fault::point("claim.locked");
         let bak = self.path_of(filebase, State::Claimed);
         match fs::rename(&pck, &bak) {
-            Ok(()) => Ok(Claimed::Got(Claim {
-                filebase: filebase.clone(),
-                file,
-                path: bak,
-            })),
+            Ok(()) => {
+                crate::fault::point("claim.renamed");
+                Ok(Claimed::Got(Claim {
+                    filebase: filebase.clone(),
+                    file,
+                    path: bak,
+                }))
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Claimed::Lost),
             Err(e) => Err(Error::io("cannot claim entry", &pck, e)),
         }
@@ -371,6 +414,7 @@ impl Switchboard {
 
     /// Done with a claimed entry: remove it.
     pub fn finish(&self, claim: Claim) -> Result<()> {
+        crate::fault::point("finish");
         fs::remove_file(&claim.path).at("cannot remove finished entry", &claim.path)?;
         drop(claim.file);
         Ok(())
@@ -396,7 +440,10 @@ impl Switchboard {
     /// counting each recovery in `_bak_count`; the one that reaches `MAX_BAK_COUNT`
     /// moves the entry to `bad`. `.bak` files held by a live process are left alone.
     pub fn recover(&self, slice: Slice, bad: &Switchboard) -> Result<Recovery> {
-        let mut report = Recovery::default();
+        let mut report = Recovery {
+            removed_tmp: self.remove_dead_temps()?,
+            ..Recovery::default()
+        };
         for (fb, _) in self.scan(Some(State::Claimed), slice)?.entries {
             let bak = self.path_of(&fb, State::Claimed);
             let file = match open_entry_file(&bak, false) {
@@ -469,7 +516,9 @@ impl Switchboard {
                 // is `F.bak`, it must be held.
                 FileExt::try_lock_exclusive(&pending.file).at("cannot lock", &pending.tmp)?;
                 pending.file.sync_all().at("cannot sync", &pending.tmp)?;
+                crate::fault::point("recover.written");
                 fs::rename(&pending.tmp, &claim.path).at("cannot recover", &pending.tmp)?;
+                crate::fault::point("recover.replaced");
                 let pck = self.path_of(&fb, State::Ready);
                 fs::rename(&claim.path, &pck).at("cannot recover", &claim.path)?;
                 sync_dir(&self.dir)?;
@@ -478,6 +527,34 @@ impl Switchboard {
             }
         }
         Ok(report)
+    }
+
+    /// Removes `.pck.tmp` files nobody holds: leftovers of writers that crashed before
+    /// their entry became visible.
+    fn remove_dead_temps(&self) -> Result<usize> {
+        let rd = match fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::io("cannot list queue", &self.dir, e)),
+        };
+        let mut removed = 0;
+        for item in rd {
+            let item = item.at("cannot list queue", &self.dir)?;
+            if !item.file_name().to_string_lossy().ends_with(".pck.tmp") {
+                continue;
+            }
+            let path = item.path();
+            let Ok(file) = open_entry_file(&path, false) else {
+                continue;
+            };
+            if FileExt::try_lock_exclusive(&file).is_ok()
+                && same_file(&file, &path)
+                && fs::remove_file(&path).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Re-enqueues the message of `entry` to this queue with `metadata` (keep, forward,
@@ -535,6 +612,8 @@ impl Batch<'_> {
         // Mailman resets `_parsemsg` when it re-pickles a parsed message; qtool never
         // re-serialises a message, so an entry that was plain text stays plain text.
         let plaintext = metadata.is_true("_plaintext") || metadata.is_true("_parsemsg");
+        self.sb.create_dir()?;
+        self.sb.check_free_space()?;
         let stamp = Stamp::now();
         metadata.prepare_for_enqueue(plaintext, stamp.secs);
         let pending = self.sb.write_temp(&metadata, message, &stamp)?;
@@ -578,9 +657,11 @@ impl Batch<'_> {
             }
             BatchError { committed, error }
         };
+        crate::fault::point("enqueue.written");
         if let Err(e) = sync_files(&pending) {
             return Err(fail(&pending, Vec::new(), e));
         }
+        crate::fault::point("enqueue.synced");
         let mut committed = Vec::with_capacity(pending.len());
         for (i, p) in pending.iter().enumerate() {
             let dest = self.sb.path_of(&p.filebase, State::Ready);
@@ -591,6 +672,7 @@ impl Batch<'_> {
             }
             committed.push(p.filebase.clone());
         }
+        crate::fault::point("enqueue.renamed");
         if let Err(e) = sync_dir(&self.sb.dir) {
             return Err(BatchError {
                 committed: Vec::new(),

@@ -23,11 +23,12 @@ pub fn run(g: &Global, a: RecoverArgs) -> Result<i32> {
     }
     if !g.quiet {
         eprintln!(
-            "{}: {} recovered, {} preserved, {} held by live processes",
+            "{}: {} recovered, {} preserved, {} held by live processes, {} temporary files removed",
             sb.name(),
             r.recovered.len(),
             r.preserved.len(),
-            r.busy
+            r.busy,
+            r.removed_tmp
         );
     }
     Ok(0)

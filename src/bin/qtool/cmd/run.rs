@@ -107,6 +107,10 @@ fn log_event(log: &mut Logger, who: &str, event: Event) {
             Level::Debug,
             &format!("{who}: {n} claimed entries held by live processes left alone"),
         ),
+        Event::RemovedTemp(n) => log.log(
+            Level::Info,
+            &format!("{who}: removed {n} temporary files left by crashed writers"),
+        ),
         Event::Stray(name) => log.log(
             Level::Debug,
             &format!("{who}: skipping {name:?}: not a queue entry"),
