@@ -26,6 +26,8 @@ pub enum Event<'a> {
     Busy(usize),
     /// Temporary files of crashed writers removed.
     RemovedTemp(usize),
+    /// A pass begins over this many ready entries.
+    Pass(usize),
     /// A file that is not an entry, skipped.
     Stray(&'a str),
     Done(&'a Filebase),
@@ -119,6 +121,7 @@ impl Runner {
         for stray in &scan.strays {
             log(Event::Stray(&stray.to_string_lossy()));
         }
+        log(Event::Pass(scan.entries.len()));
         for (fb, _) in scan.entries {
             if self.stop.load(Ordering::Relaxed) {
                 break;

@@ -5,6 +5,29 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+const LONG_HELP: &str = "Examples:
+  qtool -d /tmp/q enqueue in message.eml
+  qtool -d /tmp/q run-once in --forward out
+  qtool -d /tmp/q dump out 1733342400.1234567+<sha1>
+
+Configuration:
+  -C FILE, else $QTOOL_CONFIG, else ./qtool.yaml, else /etc/qtool/qtool.yaml, else
+  built-in defaults (queue_dir /var/spool/qtool). Keys: queue_dir, default_language,
+  queue_format (native|mailman), min_free, lists: {LISTID: {preferred_language}},
+  runners: {NAME: {handler: {exec: [PROGRAM, ARG...]} | {forward: QUEUE} | discard,
+  instances (power of two), sleep_time, timeout, max_restarts, start, path}}.
+  Unknown keys and bad values are refused (exit 78).
+
+Files:
+  <queue_dir>/<queue>/<time>+<sha1>.pck   ready entry
+  ....bak  claimed by a running process    ....psv  preserved (in bad)
+  ....pck.tmp  being written               <queue_dir>/.qtool-supervisor.lock
+
+Exit status:
+  0 success; 1 nothing to do; 2 usage; 65 bad data; 66 missing input;
+  69 every runner given up on (run --all); 73 cannot create; 74 I/O error;
+  75 temporary failure (disk full, entry or lock held); 78 bad configuration.";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "qtool",
@@ -14,7 +37,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 switchboards) and drains them through handlers with runners: processes that recover crashed \
 work, hand each entry to a program, another queue or the bin, and shunt failures for an admin \
 to repair. It reads and writes GNU Mailman 3's own queue files.",
-    after_help = "Examples:\n  qtool -d /tmp/q enqueue in message.eml\n  qtool -d /tmp/q run-once in --forward out\n  qtool -d /tmp/q dump out 1733342400.1234567+<sha1>"
+    after_help = "Examples:\n  qtool -d /tmp/q enqueue in message.eml\n  qtool -d /tmp/q run-once in --forward out\n  qtool -d /tmp/q dump out 1733342400.1234567+<sha1>",
+    after_long_help = LONG_HELP
 )]
 pub struct Cli {
     #[command(flatten)]

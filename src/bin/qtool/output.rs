@@ -72,3 +72,25 @@ pub fn now() -> f64 {
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
 }
+
+/// A progress counter on standard error for long batches — only when standard error is
+/// a terminal, never in pipes or cron. `total` is known for runner passes, not for mboxes.
+pub fn progress(total: Option<u64>, what: &'static str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = match total {
+        Some(n) => indicatif::ProgressBar::new(n).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} {msg} ({per_sec}, eta {eta})",
+            )
+            .expect("valid template"),
+        ),
+        None => indicatif::ProgressBar::new_spinner().with_style(
+            indicatif::ProgressStyle::with_template("{spinner} {pos} {msg} ({per_sec})")
+                .expect("valid template"),
+        ),
+    };
+    bar.set_message(what);
+    bar
+}

@@ -32,8 +32,10 @@ fn enqueue_all(
     batch: &mut Batch,
     out: &mut dyn Write,
 ) -> Result<()> {
+    let bar = crate::output::progress(None, "messages enqueued");
     let mut add = |reader: &mut dyn Read| -> Result<()> {
         batch.add(reader, meta.clone())?;
+        bar.inc(1);
         if batch.is_full() {
             commit(batch, out)?;
         }
@@ -69,6 +71,7 @@ fn enqueue_all(
             add(&mut open(&path)?)?;
         }
     }
+    bar.finish_and_clear();
     Ok(())
 }
 

@@ -111,6 +111,7 @@ fn log_event(log: &mut Logger, who: &str, event: Event) {
             Level::Info,
             &format!("{who}: removed {n} temporary files left by crashed writers"),
         ),
+        Event::Pass(_) => {}
         Event::Stray(name) => log.log(
             Level::Debug,
             &format!("{who}: skipping {name:?}: not a queue entry"),
@@ -149,9 +150,23 @@ pub fn run_once(g: &Global, a: RunArgs) -> Result<i32> {
     let runner = build_runner(&a, config, stop)?;
     let mut log = Logger::new(a.log_file.clone(), g.verbose, g.quiet)?;
     let who = runner_label(&runner);
-    let mut sink = |e: Event| log_event(&mut log, &who, e);
+    let bar = crate::output::progress(Some(0), "entries");
+    let mut sink = |e: Event| {
+        match &e {
+            Event::Pass(n) => bar.set_length(*n as u64),
+            Event::Done(_)
+            | Event::Kept(..)
+            | Event::Shunted(..)
+            | Event::Deferred(..)
+            | Event::ShuntFailed(..) => bar.inc(1),
+            Event::Preserved(..) if bar.length() != Some(0) => bar.inc(1),
+            _ => {}
+        }
+        bar.suspend(|| log_event(&mut log, &who, e));
+    };
     let mut counts = runner.recover(&mut sink)?;
     counts.add(&runner.one_pass(&mut sink)?);
+    bar.finish_and_clear();
     log.log(Level::Info, &format!("{who}: {}", summary(&counts)));
     Ok(0)
 }
