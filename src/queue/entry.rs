@@ -43,6 +43,9 @@ pub struct Entry {
     pub format: Format,
     /// True for a Mailman file whose message was pickled as text (`_parsemsg: True`).
     pub message_was_text: bool,
+    /// For a Mailman text message, Python's `len()` of it (what Mailman's dequeue
+    /// stores as `original_size`).
+    original_size: Option<usize>,
     file: File,
     body: Body,
 }
@@ -100,6 +103,7 @@ impl Entry {
                 metadata: decoded.metadata,
                 format: Format::Mailman,
                 message_was_text: decoded.message_was_text,
+                original_size: decoded.original_size,
                 file,
                 body: Body::Memory(decoded.message),
             });
@@ -145,6 +149,7 @@ impl Entry {
             metadata,
             format: Format::Native,
             message_was_text: false,
+            original_size: None,
             file,
             body: Body::File {
                 offset,
@@ -166,11 +171,11 @@ impl Entry {
     pub fn dequeued_metadata(&self) -> Metadata {
         let mut meta = self.metadata.clone();
         if meta.is_true("_parsemsg") {
-            let size = match (&self.body, self.message_was_text) {
-                // Mailman's len() of a str counts characters.
-                (Body::Memory(m), true) => String::from_utf8_lossy(m).chars().count() as i128,
-                _ => self.message_len() as i128,
-            };
+            // Mailman's len() of a str counts characters; a native entry's message is
+            // bytes, and its length is what it is.
+            let size = self
+                .original_size
+                .map_or(self.message_len() as i128, |n| n as i128);
             meta.set("original_size", Value::Int(size));
         }
         meta
