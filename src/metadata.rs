@@ -370,26 +370,28 @@ pub fn from_yaml(text: &[u8], what: &str) -> Result<Metadata> {
         return Ok(Metadata::new());
     }
     check_nesting(text, what)?;
-    let doc: serde_yaml::Value = serde_yaml::from_str(text)
-        .map_err(|e| Error::data(format!("{what}: metadata is not valid YAML: {e}"), ""))?;
+    let doc = match parse_node(text, what) {
+        Err(e) if e.message.contains("duplicate entry") => parse_node(&last_key_wins(text), what)?,
+        other => other?,
+    };
     match doc {
-        serde_yaml::Value::Null => Ok(Metadata::new()),
-        serde_yaml::Value::Mapping(map) => {
+        Node::Null => Ok(Metadata::new()),
+        Node::Map(map) => {
             let mut meta = Metadata::new();
             for (k, v) in map {
                 let key = match k {
-                    serde_yaml::Value::String(s) => s,
+                    Node::Str(s) => s,
                     other => {
                         return Err(Error::data(
                             format!(
                                 "{what}: metadata key {} is not a string",
-                                yaml_scalar_text(&other)
+                                from_node(other, 1, what)?.python_repr()
                             ),
                             "metadata keys are strings",
                         ))
                     }
                 };
-                meta.set(key, from_yaml_value(v, 1, what)?);
+                meta.set(key, from_node(v, 1, what)?);
             }
             Ok(meta)
         }
@@ -400,15 +402,54 @@ pub fn from_yaml(text: &[u8], what: &str) -> Result<Metadata> {
     }
 }
 
+fn parse_node(text: &str, what: &str) -> Result<Node> {
+    serde_yaml::from_str(text)
+        .map_err(|e| Error::data(format!("{what}: metadata is not valid YAML: {e}"), ""))
+}
+
+/// Drops earlier top-level entries whose key appears again later, so that a `key: value`
+/// line a shell handler appends replaces the value before it (as PyYAML reads it).
+fn last_key_wins(text: &str) -> String {
+    // Split into top-level chunks: a line at column 0 and the indented lines after it.
+    let mut chunks: Vec<String> = Vec::new();
+    for line in text.split_inclusive('\n') {
+        let top = !line.starts_with([' ', '\t', '#', '\n', '\r']) && !line.trim().is_empty();
+        match chunks.last_mut() {
+            Some(chunk) if !top => chunk.push_str(line),
+            _ => chunks.push(line.to_string()),
+        }
+    }
+    let key_of = |chunk: &str| -> Option<String> {
+        match serde_yaml::from_str::<Node>(chunk).ok()? {
+            Node::Map(mut m) if m.len() == 1 => match m.pop()?.0 {
+                Node::Str(k) => Some(k),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    let keys: Vec<Option<String>> = chunks.iter().map(|c| key_of(c)).collect();
+    chunks
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| {
+            keys[*i]
+                .as_ref()
+                .is_none_or(|k| !keys[i + 1..].iter().any(|later| later.as_ref() == Some(k)))
+        })
+        .map(|(_, c)| c.as_str())
+        .collect()
+}
+
 /// Reads one value the way `-m KEY=VALUE` does: YAML 1.2 core schema.
 pub fn value_from_yaml_text(text: &str, what: &str) -> Result<Value> {
     if text.trim().is_empty() {
         return Ok(Value::Str(text.to_string()));
     }
     check_nesting(text, what)?;
-    let v: serde_yaml::Value = serde_yaml::from_str(text)
+    let v: Node = serde_yaml::from_str(text)
         .map_err(|e| Error::data(format!("{what}: not a valid YAML value: {e}"), ""))?;
-    from_yaml_value(v, 1, what)
+    from_node(v, 1, what)
 }
 
 /// Refuses text whose flow or block nesting exceeds `MAX_DEPTH` before the YAML parser
@@ -445,74 +486,159 @@ fn too_deep(what: &str) -> Error {
     )
 }
 
-fn yaml_scalar_text(v: &serde_yaml::Value) -> String {
-    serde_yaml::to_string(v)
-        .map(|s| s.trim_end().to_string())
-        .unwrap_or_default()
+/// A parsed YAML node: like `serde_yaml::Value`, but with 128-bit integers (Python's
+/// ints outgrow 64 bits) and tags kept by name.
+#[derive(Debug)]
+enum Node {
+    Null,
+    Bool(bool),
+    Int(i128),
+    /// An integer beyond `i128`, as digits.
+    Big(String),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+    Tagged(String, Box<Node>),
 }
 
-fn from_yaml_value(v: serde_yaml::Value, depth: usize, what: &str) -> Result<Value> {
-    use serde_yaml::Value as Y;
+impl<'de> serde::Deserialize<'de> for Node {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Node, D::Error> {
+        d.deserialize_any(NodeVisitor)
+    }
+}
+
+struct NodeVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NodeVisitor {
+    type Value = Node;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a YAML value")
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Node, E> {
+        Ok(Node::Null)
+    }
+    fn visit_none<E>(self) -> std::result::Result<Node, E> {
+        Ok(Node::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<Node, E> {
+        Ok(Node::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<Node, E> {
+        Ok(Node::Int(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<Node, E> {
+        Ok(Node::Int(v.into()))
+    }
+    fn visit_i128<E>(self, v: i128) -> std::result::Result<Node, E> {
+        Ok(Node::Int(v))
+    }
+    fn visit_u128<E>(self, v: u128) -> std::result::Result<Node, E> {
+        Ok(i128::try_from(v).map_or_else(|_| Node::Big(v.to_string()), Node::Int))
+    }
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<Node, E> {
+        Ok(Node::Float(v))
+    }
+    fn visit_str<E>(self, v: &str) -> std::result::Result<Node, E> {
+        Ok(Node::Str(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> std::result::Result<Node, E> {
+        Ok(Node::Str(v))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut a: A,
+    ) -> std::result::Result<Node, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = a.next_element()? {
+            items.push(item);
+        }
+        Ok(Node::Seq(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut a: A,
+    ) -> std::result::Result<Node, A::Error> {
+        let mut items: Vec<(Node, Node)> = Vec::new();
+        while let Some((k, v)) = a.next_entry::<Node, Node>()? {
+            if let Node::Str(key) = &k {
+                if items
+                    .iter()
+                    .any(|(other, _)| matches!(other, Node::Str(o) if o == key))
+                {
+                    return Err(serde::de::Error::custom(format!(
+                        "duplicate entry with key \"{key}\""
+                    )));
+                }
+            }
+            items.push((k, v));
+        }
+        Ok(Node::Map(items))
+    }
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(
+        self,
+        a: A,
+    ) -> std::result::Result<Node, A::Error> {
+        use serde::de::VariantAccess;
+        let (tag, content): (String, _) = a.variant()?;
+        let value: Node = content.newtype_variant()?;
+        Ok(Node::Tagged(
+            tag.trim_start_matches('!').to_string(),
+            Box::new(value),
+        ))
+    }
+}
+
+fn from_node(v: Node, depth: usize, what: &str) -> Result<Value> {
     if depth > MAX_DEPTH {
         return Err(too_deep(what));
     }
+    let all = |items: Vec<Node>| -> Result<Vec<Value>> {
+        items
+            .into_iter()
+            .map(|i| from_node(i, depth + 1, what))
+            .collect()
+    };
     Ok(match v {
-        Y::Null => Value::None,
-        Y::Bool(b) => Value::Bool(b),
-        Y::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Value::Int(i as i128)
-            } else if let Some(u) = n.as_u64() {
-                Value::Int(u as i128)
-            } else {
-                Value::Float(n.as_f64().unwrap_or(f64::NAN))
-            }
-        }
-        Y::String(s) => Value::Str(s),
-        Y::Sequence(items) => Value::List(
-            items
+        Node::Null => Value::None,
+        Node::Bool(b) => Value::Bool(b),
+        Node::Int(i) => Value::Int(i),
+        Node::Big(d) => Value::BigInt(d),
+        Node::Float(f) => Value::Float(f),
+        Node::Str(s) => Value::Str(s),
+        Node::Seq(items) => Value::List(all(items)?),
+        Node::Map(pairs) => Value::Dict(
+            pairs
                 .into_iter()
-                .map(|i| from_yaml_value(i, depth + 1, what))
-                .collect::<Result<_>>()?,
-        ),
-        Y::Mapping(map) => Value::Dict(
-            map.into_iter()
                 .map(|(k, v)| {
                     Ok((
-                        from_yaml_value(k, depth + 1, what)?,
-                        from_yaml_value(v, depth + 1, what)?,
+                        from_node(k, depth + 1, what)?,
+                        from_node(v, depth + 1, what)?,
                     ))
                 })
                 .collect::<Result<_>>()?,
         ),
-        Y::Tagged(tagged) => {
-            let tag = tagged.tag.to_string();
-            match (tag.as_str(), tagged.value) {
-                ("!tuple", Y::Sequence(items)) => Value::Tuple(
-                    items
-                        .into_iter()
-                        .map(|i| from_yaml_value(i, depth + 1, what))
-                        .collect::<Result<_>>()?,
-                ),
-                ("!int", Y::String(digits)) if is_decimal_integer(&digits) => {
-                    match digits.parse::<i128>() {
-                        Ok(i) => Value::Int(i),
-                        Err(_) => Value::BigInt(digits),
-                    }
-                }
-                ("!bytes", Y::String(b64)) => {
-                    Value::Bytes(base64_decode(&b64).ok_or_else(|| {
-                        Error::data(format!("{what}: !bytes value is not base64"), "")
-                    })?)
-                }
-                (tag, _) => {
-                    return Err(Error::data(
-                        format!("{what}: unknown YAML tag {tag} in metadata"),
-                        "qtool knows !tuple, !int and !bytes",
-                    ))
+        Node::Tagged(tag, inner) => match (tag.as_str(), *inner) {
+            ("tuple", Node::Seq(items)) => Value::Tuple(all(items)?),
+            ("int", Node::Str(digits)) if is_decimal_integer(&digits) => {
+                match digits.parse::<i128>() {
+                    Ok(i) => Value::Int(i),
+                    Err(_) => Value::BigInt(digits),
                 }
             }
-        }
+            ("bytes", Node::Str(b64)) => {
+                Value::Bytes(base64_decode(&b64).ok_or_else(|| {
+                    Error::data(format!("{what}: !bytes value is not base64"), "")
+                })?)
+            }
+            (tag, _) => {
+                return Err(Error::data(
+                    format!("{what}: unknown YAML tag !{tag} in metadata"),
+                    "qtool knows !tuple, !int and !bytes",
+                ))
+            }
+        },
     })
 }
 
@@ -543,11 +669,8 @@ fn write_yaml_flow(v: &Value, out: &mut String) {
     match v {
         Value::None => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Int(i) if i64::try_from(*i).is_ok() || u64::try_from(*i).is_ok() => {
-            let _ = write!(out, "{i}");
-        }
         Value::Int(i) => {
-            let _ = write!(out, "!int \"{i}\"");
+            let _ = write!(out, "{i}");
         }
         Value::BigInt(d) => {
             let _ = write!(out, "!int \"{d}\"");
@@ -623,14 +746,9 @@ fn value_to_json(v: &Value) -> serde_json::Value {
     match v {
         Value::None => J::Null,
         Value::Bool(b) => J::Bool(*b),
-        Value::Int(i) => match i64::try_from(*i) {
-            Ok(i) => J::from(i),
-            Err(_) => match u64::try_from(*i) {
-                Ok(u) => J::from(u),
-                Err(_) => J::String(i.to_string()),
-            },
-        },
-        Value::BigInt(d) => J::String(d.clone()),
+        // Integers of any size are JSON numbers, as Python's json.dumps writes them.
+        Value::Int(i) => json_number(&i.to_string()),
+        Value::BigInt(d) => json_number(d),
         Value::Float(f) => serde_json::Number::from_f64(*f)
             .map(J::Number)
             .unwrap_or(J::Null),
@@ -646,6 +764,12 @@ fn value_to_json(v: &Value) -> serde_json::Value {
                 .collect(),
         ),
     }
+}
+
+fn json_number(digits: &str) -> serde_json::Value {
+    serde_json::from_str::<serde_json::Number>(digits)
+        .map(serde_json::Value::Number)
+        .unwrap_or_else(|_| serde_json::Value::String(digits.to_string()))
 }
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

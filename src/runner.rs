@@ -186,12 +186,23 @@ impl Runner {
                 counts.done += 1;
                 log(Event::Done(fb));
             }
-            Outcome::Keep(kept_meta) => {
-                let new_fb = self.queue.enqueue_entry(&mut entry, kept_meta)?;
-                self.queue.finish(claim)?;
-                counts.kept += 1;
-                log(Event::Kept(fb, &new_fb));
-            }
+            Outcome::Keep(kept_meta) => match self.queue.enqueue_entry(&mut entry, kept_meta) {
+                Ok(new_fb) => {
+                    self.queue.finish(claim)?;
+                    counts.kept += 1;
+                    log(Event::Kept(fb, &new_fb));
+                }
+                Err(e) => {
+                    // Keeping it under a new name failed (a full disk, say): keep it under
+                    // its old name instead, as it was before the handler ran.
+                    self.queue.put_back(claim)?;
+                    counts.deferred += 1;
+                    log(Event::Deferred(
+                        fb,
+                        &format!("cannot re-enqueue kept entry: {}", e.message),
+                    ));
+                }
+            },
             Outcome::Deferred(why) => {
                 self.queue.put_back(claim)?;
                 counts.deferred += 1;

@@ -248,6 +248,46 @@ impl Switchboard {
         }
     }
 
+    /// Creates and locks a new temporary file. The lock is held while the file is
+    /// written, so recovery can tell a crashed writer's leftover (unlocked) from a file
+    /// being written. Between the create and the lock a recovery may see the file
+    /// unlocked and remove it; the writer notices (its path no longer names its file)
+    /// and starts again under a new name.
+    fn create_temp(&self, stamp: &Stamp) -> Result<(PathBuf, File)> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let mut attempts = 0;
+        loop {
+            let tmp = self.dir.join(format!(
+                "{}+{}.{}.pck.tmp",
+                stamp.text,
+                std::process::id(),
+                SEQ.fetch_add(1, Ordering::Relaxed)
+            ));
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o660)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)
+                .at("cannot create entry", &tmp)?;
+            let locked = FileExt::try_lock_exclusive(&file).is_ok();
+            if locked && same_file(&file, &tmp) {
+                return Ok((tmp, file));
+            }
+            attempts += 1;
+            if attempts >= 10 {
+                return Err(Error::new(
+                    crate::error::exit::TEMPFAIL,
+                    format!(
+                        "cannot create entry in {}: temporary files keep disappearing",
+                        self.dir.display()
+                    ),
+                    "another program is removing files from the queue directory",
+                ));
+            }
+        }
+    }
+
     /// Writes `metadata` and `message` as a temporary file in `dir` and returns it
     /// open, with its filebase computed from the bytes that passed.
     fn write_temp(
@@ -257,23 +297,7 @@ impl Switchboard {
         stamp: &Stamp,
     ) -> Result<Pending> {
         self.create_dir()?;
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let tmp = self.dir.join(format!(
-            "{}+{}.{}.pck.tmp",
-            stamp.text,
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o660)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .at("cannot create entry", &tmp)?;
-        // Held while the file is written, so recovery can tell a crashed writer's
-        // leftover (unlocked) from a file still being written.
-        FileExt::try_lock_exclusive(&file).at("cannot lock", &tmp)?;
+        let (tmp, mut file) = self.create_temp(stamp)?;
         let mut metadata = metadata.clone();
         if self.format == Format::Mailman {
             metadata.set("_parsemsg", Value::Bool(true));

@@ -11,11 +11,18 @@ const HOW: &str = "run scripts/generate-docs and commit man/ and completions/";
 fn completions_are_current() {
     let env = Env::new();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    for (shell, file) in [("bash", "qtool.bash"), ("zsh", "_qtool"), ("fish", "qtool.fish")] {
+    for (shell, file) in [
+        ("bash", "qtool.bash"),
+        ("zsh", "_qtool"),
+        ("fish", "qtool.fish"),
+    ] {
         let out = env.run(&["completions", shell], b"");
         assert_eq!(out.status.code(), Some(0));
         let committed = fs::read(root.join("completions").join(file)).unwrap_or_default();
-        assert!(out.stdout == committed, "completions/{file} is stale: {HOW}");
+        assert!(
+            out.stdout == committed,
+            "completions/{file} is stale: {HOW}"
+        );
     }
 }
 

@@ -3,5 +3,13 @@
 
 mod common;
 
+mod crash;
+mod dequeue;
+mod dump;
+mod enqueue;
+mod exit_codes;
+mod faults;
 mod generated;
+mod mailman;
+mod runner;
 mod seed;

@@ -9,7 +9,14 @@ fn seed_scenario_end_to_end() {
     let fb = env.enqueue(
         "test",
         SEED,
-        &["-m", "listid=test.example.com", "-m", "foo=yes", "-m", "bar=no"],
+        &[
+            "-m",
+            "listid=test.example.com",
+            "-m",
+            "foo=yes",
+            "-m",
+            "bar=no",
+        ],
     );
     assert_eq!(env.files("test"), vec![format!("{fb}.pck")]);
 
