@@ -15,7 +15,6 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::config::HandlerSpec;
@@ -117,20 +116,33 @@ impl Handler {
 struct MetadataFile(PathBuf);
 
 impl MetadataFile {
+    /// Creates the file under an unpredictable name in the temporary directory. A name
+    /// that exists already (left by a runner killed before it could remove its file,
+    /// or planted by someone else) is skipped, never opened.
     fn create(metadata: &Metadata) -> Result<MetadataFile> {
+        use std::hash::{BuildHasher, Hasher};
         static SEQ: AtomicU64 = AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "qtool-{}-{}.yaml",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(|e| Error::io("cannot create handler metadata file", &path, e))?;
+        let mut attempt = 0;
+        let (path, mut f) = loop {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(SEQ.fetch_add(1, Ordering::Relaxed));
+            let path = std::env::temp_dir().join(format!(
+                "qtool-{}-{:016x}.yaml",
+                std::process::id(),
+                h.finish()
+            ));
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+            {
+                Ok(f) => break (path, f),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 16 => attempt += 1,
+                Err(e) => return Err(Error::io("cannot create handler metadata file", &path, e)),
+            }
+        };
         let guard = MetadataFile(path);
         f.write_all(metadata::to_yaml(metadata).as_bytes())
             .map_err(|e| Error::io("cannot write handler metadata file", &guard.0, e))?;
@@ -153,6 +165,14 @@ impl Drop for MetadataFile {
     }
 }
 
+/// How a handler run ended, before its exit status is read.
+enum Ending {
+    Exited(std::process::ExitStatus),
+    TimedOut(Duration),
+    Stopped,
+    WaitFailed(String),
+}
+
 fn run_exec(
     argv: &[String],
     timeout: Option<Duration>,
@@ -161,16 +181,35 @@ fn run_exec(
     cx: &Context,
 ) -> Result<Outcome> {
     let meta_file = MetadataFile::create(metadata)?;
+    // The message itself is the handler's stdin (not a pipe fed by the runner): if the
+    // runner dies, a handler still running reads the whole message, never a truncated
+    // one; and the open file keeps the entry's claim lock held until it is done.
+    let stdin = match entry.message_file() {
+        Ok(f) => f,
+        Err(e) => {
+            return Ok(Outcome::Failed(format!(
+                "cannot give the message to the handler: {e}"
+            )))
+        }
+    };
     let mut command = Command::new(&argv[0]);
     command
         .args(&argv[1..])
         .env("QTOOL_QUEUE", cx.queue)
         .env("QTOOL_FILEBASE", cx.filebase.as_str())
         .env("QTOOL_METADATA", &meta_file.0)
-        .stdin(Stdio::piped())
+        .stdin(Stdio::from(stdin))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .process_group(0);
+    // SAFETY: prctl(2) only, between fork and exec. The handler is killed if the runner
+    // dies (even by SIGKILL): its entry will be recovered and handled again anyway.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     let mut child = match command.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -188,7 +227,6 @@ fn run_exec(
         }
     };
 
-    let stdin = child.stdin.take().expect("stdin was piped");
     let mut stderr = child.stderr.take().expect("stderr was piped");
     let stderr_reader = std::thread::spawn(move || {
         let mut tail: Vec<u8> = Vec::new();
@@ -208,78 +246,51 @@ fn run_exec(
         }
         tail
     });
-    let (status_tx, status_rx) = mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let status = child.wait();
-        let _ = status_tx.send(status);
-    });
 
-    // Feed the message on this thread while the waiter watches the child; a handler
-    // that stops reading early (EPIPE) is its own business.
     let started = Instant::now();
-    let feed = std::thread::scope(|s| {
-        let writer = s.spawn(move || -> io::Result<()> {
-            let mut stdin = stdin;
-            let mut msg = entry.message()?;
-            match io::copy(&mut msg, &mut stdin) {
-                Ok(_) => Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-                Err(e) => Err(e),
-            }
-        });
-        let mut verdict: Option<std::result::Result<std::process::ExitStatus, String>> = None;
-        let mut stop_seen: Option<Instant> = None;
-        while verdict.is_none() {
-            match status_rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(Ok(status)) => verdict = Some(Ok(status)),
-                Ok(Err(e)) => verdict = Some(Err(format!("cannot wait for handler: {e}"))),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if let Some(limit) = timeout {
-                        if started.elapsed() > limit {
-                            kill_group();
-                            let _ = status_rx.recv();
-                            verdict = Some(Err(format!(
-                                "handler timed out after {}",
-                                human_duration(limit)
-                            )));
-                        }
-                    }
-                    if verdict.is_none() && cx.stop.load(Ordering::Relaxed) {
-                        let since = *stop_seen.get_or_insert_with(Instant::now);
-                        if since.elapsed() > cx.grace {
-                            kill_group();
-                            let _ = status_rx.recv();
-                            verdict = Some(Err(String::from("\0stopped")));
-                        }
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    verdict = Some(Err("handler wait failed".into()))
-                }
+    let mut stop_seen: Option<Instant> = None;
+    let ending = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Ending::Exited(status),
+            Ok(None) => {}
+            Err(e) => break Ending::WaitFailed(e.to_string()),
+        }
+        if let Some(limit) = timeout.filter(|l| started.elapsed() > *l) {
+            kill_group();
+            let _ = child.wait();
+            break Ending::TimedOut(limit);
+        }
+        if cx.stop.load(Ordering::Relaxed) {
+            let since = *stop_seen.get_or_insert_with(Instant::now);
+            if since.elapsed() > cx.grace {
+                kill_group();
+                let _ = child.wait();
+                break Ending::Stopped;
             }
         }
-        let wrote = writer.join().unwrap_or(Ok(()));
-        (verdict.expect("loop ends with a verdict"), wrote)
-    });
+        std::thread::sleep(poll_interval(started.elapsed()));
+    };
+    // Whatever the handler left running in its group goes with it.
     kill_group();
-    let _ = waiter.join();
     let tail = stderr_reader.join().unwrap_or_default();
     let last_line = last_line(&tail);
-    let (verdict, wrote) = feed;
-    if let Err(e) = wrote {
-        return Ok(Outcome::Failed(format!(
-            "cannot feed the message to the handler: {e}"
-        )));
-    }
-    let status = match verdict {
-        Ok(s) => s,
-        Err(reason) if reason == "\0stopped" => {
+    let status = match ending {
+        Ending::Exited(s) => s,
+        Ending::TimedOut(limit) => {
+            return Ok(Outcome::Failed(format!(
+                "handler timed out after {}",
+                human_duration(limit)
+            )))
+        }
+        Ending::Stopped => {
             return Ok(Outcome::Deferred(format!(
                 "handler killed after a {} grace period on stop",
                 human_duration(cx.grace)
             )))
         }
-        Err(reason) => return Ok(Outcome::Failed(reason)),
+        Ending::WaitFailed(e) => {
+            return Ok(Outcome::Failed(format!("cannot wait for handler: {e}")))
+        }
     };
     let with_tail = |what: String| {
         if last_line.is_empty() {
@@ -304,6 +315,16 @@ fn run_exec(
         _ => Ok(Outcome::Failed(with_tail(
             "handler ended abnormally".into(),
         ))),
+    }
+}
+
+/// How long to wait before looking at the handler again: short at first, so quick
+/// handlers cost little, then longer, so slow ones cost no CPU.
+fn poll_interval(elapsed: Duration) -> Duration {
+    match elapsed.as_millis() {
+        0..5 => Duration::from_micros(200),
+        5..100 => Duration::from_millis(2),
+        _ => Duration::from_millis(20),
     }
 }
 

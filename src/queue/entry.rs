@@ -195,6 +195,33 @@ impl Entry {
         }
     }
 
+    /// A file whose content from its current offset to its end is the message, to
+    /// hand to a handler as its stdin: the entry file itself (sharing this entry's
+    /// open file, so its claim lock too) positioned at the message, or for a decoded
+    /// Mailman file an anonymous in-memory file.
+    pub fn message_file(&mut self) -> io::Result<File> {
+        match &self.body {
+            Body::File { offset, .. } => {
+                let mut f = self.file.try_clone()?;
+                f.seek(SeekFrom::Start(*offset))?;
+                Ok(f)
+            }
+            Body::Memory(m) => {
+                // SAFETY: memfd_create(2) with a static name; the fd is owned below.
+                let fd =
+                    unsafe { libc::memfd_create(c"qtool-message".as_ptr(), libc::MFD_CLOEXEC) };
+                if fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // SAFETY: a fresh descriptor nobody else owns.
+                let mut f = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+                f.write_all(m)?;
+                f.seek(SeekFrom::Start(0))?;
+                Ok(f)
+            }
+        }
+    }
+
     /// The first `limit` bytes of the message (for header display).
     pub fn message_head(&mut self, limit: usize) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();

@@ -338,15 +338,19 @@ impl Drop for Background {
 }
 
 /// Spawns `qtool -d <queue_dir> ARGS` with stdin and stdout on /dev/null and stderr
-/// appended to `log`, which a test can poll.
+/// appended to `log`, which a test can poll. Its `TMPDIR` is `<root>/tmp`, so the
+/// handler metadata files of runners other tests SIGKILL cannot collide with its own.
 pub fn spawn_logged(env: &Env, args: &[&str], log: &Path) -> Background {
     let err = fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .expect("open log");
+    let tmp = env.root().join("tmp");
+    fs::create_dir_all(&tmp).expect("create TMPDIR");
     let mut c = env.cmd();
     c.args(args)
+        .env("TMPDIR", &tmp)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(err));

@@ -13,3 +13,5 @@ mod generated;
 mod mailman;
 mod runner;
 mod seed;
+mod concurrency;
+mod supervisor;
