@@ -369,7 +369,6 @@ pub fn from_yaml(text: &[u8], what: &str) -> Result<Metadata> {
     if text.trim().is_empty() {
         return Ok(Metadata::new());
     }
-    check_nesting(text, what)?;
     let doc = match parse_node(text, what) {
         Err(e) if e.message.contains("duplicate entry") => parse_node(&last_key_wins(text), what)?,
         other => other?,
@@ -402,9 +401,49 @@ pub fn from_yaml(text: &[u8], what: &str) -> Result<Metadata> {
     }
 }
 
+/// Parses YAML into a [`Node`] with bounded work: serde_yaml limits recursion (deeper
+/// than 128 is an error) and alias events, and the node budget below limits what
+/// aliases can expand to (a few aliases of a large string add up to gigabytes).
 fn parse_node(text: &str, what: &str) -> Result<Node> {
-    serde_yaml::from_str(text)
-        .map_err(|e| Error::data(format!("{what}: metadata is not valid YAML: {e}"), ""))
+    check_nesting(text, what)?;
+    NODE_BUDGET.with(|b| b.set(EXPANSION_LIMIT.max(text.len() * 4)));
+    serde_yaml::from_str(text).map_err(|e| yaml_error(e, what))
+}
+
+fn yaml_error(e: serde_yaml::Error, what: &str) -> Error {
+    let text = e.to_string();
+    if text.contains("recursion limit exceeded") {
+        too_deep(what)
+    } else if text.contains(EXPANDS) || text.contains("repetition limit exceeded") {
+        Error::data(
+            format!(
+                "{what}: metadata expands beyond {} MiB (YAML aliases)",
+                EXPANSION_LIMIT >> 20
+            ),
+            "write the values out instead of repeating them with aliases",
+        )
+    } else {
+        Error::data(format!("{what}: metadata is not valid YAML: {text}"), "")
+    }
+}
+
+/// How much a metadata document may expand to (bytes of text plus a charge per node).
+const EXPANSION_LIMIT: usize = 16 << 20;
+const EXPANDS: &str = "metadata expands too far";
+
+thread_local! {
+    static NODE_BUDGET: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Charges `cost` to the expansion budget of the parse in progress.
+fn charge<E: serde::de::Error>(cost: usize) -> std::result::Result<(), E> {
+    NODE_BUDGET.with(|b| match b.get().checked_sub(cost + 16) {
+        Some(left) => {
+            b.set(left);
+            Ok(())
+        }
+        None => Err(E::custom(EXPANDS)),
+    })
 }
 
 /// Drops earlier top-level entries whose key appears again later, so that a `key: value`
@@ -420,7 +459,7 @@ fn last_key_wins(text: &str) -> String {
         }
     }
     let key_of = |chunk: &str| -> Option<String> {
-        match serde_yaml::from_str::<Node>(chunk).ok()? {
+        match parse_node(chunk, "").ok()? {
             Node::Map(mut m) if m.len() == 1 => match m.pop()?.0 {
                 Node::Str(k) => Some(k),
                 _ => None,
@@ -446,37 +485,61 @@ pub fn value_from_yaml_text(text: &str, what: &str) -> Result<Value> {
     if text.trim().is_empty() {
         return Ok(Value::Str(text.to_string()));
     }
-    check_nesting(text, what)?;
-    let v: Node = serde_yaml::from_str(text)
-        .map_err(|e| Error::data(format!("{what}: not a valid YAML value: {e}"), ""))?;
+    let v = parse_node(text, what)?;
     from_node(v, 1, what)
 }
 
-/// Refuses text whose flow or block nesting exceeds `MAX_DEPTH` before the YAML parser
-/// sees it, so a hostile file costs a linear scan, not a deep recursion.
+/// Refuses text that nests flow collections deeper than `MAX_DEPTH`, or indents a line
+/// absurdly far, before the YAML parser sees it: the parser's own cost grows faster than
+/// linearly with nesting, so 100 000 `[` would take it minutes. Brackets inside quoted
+/// strings, comments and plain words (`a[1]`) do not count.
 fn check_nesting(text: &str, what: &str) -> Result<()> {
+    const MAX_INDENT: usize = 1024;
     let mut depth = 0usize;
-    let mut max_indent_levels = 0usize;
-    for line in text.lines() {
-        let indent = line.len() - line.trim_start_matches([' ', '-']).len();
-        max_indent_levels = max_indent_levels.max(indent / 2);
-        for c in line.chars() {
-            match c {
-                '[' | '{' => {
-                    depth += 1;
-                    if depth > MAX_DEPTH {
-                        return Err(too_deep(what));
-                    }
-                }
-                ']' | '}' => depth = depth.saturating_sub(1),
-                _ => {}
+    let mut quote: Option<char> = None;
+    let mut prev = '\n';
+    let mut indent = Some(0usize);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some('"'), '\\') => {
+                chars.next();
             }
+            (Some('\''), '\'') if chars.peek() == Some(&'\'') => {
+                chars.next();
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') if is_boundary(prev) => quote = Some(c),
+            (None, '[' | '{') if is_boundary(prev) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(too_deep(what));
+                }
+            }
+            (None, ']' | '}') => depth = depth.saturating_sub(1),
+            (None, '#') if prev.is_whitespace() => {
+                while chars.peek().is_some_and(|c| *c != '\n') {
+                    chars.next();
+                }
+            }
+            _ => {}
         }
-    }
-    if max_indent_levels > MAX_DEPTH * 2 {
-        return Err(too_deep(what));
+        indent = match (c, indent) {
+            ('\n', _) => Some(0),
+            (' ', Some(n)) => Some(n + 1),
+            _ => None,
+        };
+        if indent.is_some_and(|n| n > MAX_INDENT) {
+            return Err(too_deep(what));
+        }
+        prev = c;
     }
     Ok(())
+}
+
+fn is_boundary(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '[' | '{' | ',' | ':' | '-' | '?')
 }
 
 fn too_deep(what: &str) -> Error {
@@ -540,10 +603,12 @@ impl<'de> serde::de::Visitor<'de> for NodeVisitor {
     fn visit_f64<E>(self, v: f64) -> std::result::Result<Node, E> {
         Ok(Node::Float(v))
     }
-    fn visit_str<E>(self, v: &str) -> std::result::Result<Node, E> {
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Node, E> {
+        charge(v.len())?;
         Ok(Node::Str(v.to_string()))
     }
-    fn visit_string<E>(self, v: String) -> std::result::Result<Node, E> {
+    fn visit_string<E: serde::de::Error>(self, v: String) -> std::result::Result<Node, E> {
+        charge(v.len())?;
         Ok(Node::Str(v))
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(
@@ -552,6 +617,7 @@ impl<'de> serde::de::Visitor<'de> for NodeVisitor {
     ) -> std::result::Result<Node, A::Error> {
         let mut items = Vec::new();
         while let Some(item) = a.next_element()? {
+            charge(0)?;
             items.push(item);
         }
         Ok(Node::Seq(items))
@@ -562,6 +628,7 @@ impl<'de> serde::de::Visitor<'de> for NodeVisitor {
     ) -> std::result::Result<Node, A::Error> {
         let mut items: Vec<(Node, Node)> = Vec::new();
         while let Some((k, v)) = a.next_entry::<Node, Node>()? {
+            charge(0)?;
             if let Node::Str(key) = &k {
                 if items
                     .iter()
@@ -713,9 +780,8 @@ fn write_yaml_flow(v: &Value, out: &mut String) {
 /// A string as a YAML scalar: plain when it can only be read back as this string (by
 /// YAML 1.1 and 1.2 readers alike), otherwise double-quoted with JSON escapes.
 fn write_yaml_str(s: &str, out: &mut String) {
-    const WORDS: [&str; 16] = [
-        "true", "false", "yes", "no", "on", "off", "y", "n", "null", "nan", "inf", "true", "false",
-        "~", "<<", "=",
+    const WORDS: [&str; 14] = [
+        "true", "false", "yes", "no", "on", "off", "y", "n", "null", "nan", "inf", "~", "<<", "=",
     ];
     let plain = s
         .chars()
@@ -726,9 +792,34 @@ fn write_yaml_str(s: &str, out: &mut String) {
         && !WORDS.contains(&s.to_ascii_lowercase().as_str());
     if plain {
         out.push_str(s);
-    } else {
-        out.push_str(&serde_json::to_string(s).expect("JSON of a string"));
+        return;
     }
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            // YAML's printable set is TAB, LF, CR, 0x20-0x7E, 0x85, 0xA0-0xD7FF,
+            // 0xE000-0xFFFD and above; NEL, the line and paragraph separators and the
+            // BOM are breaks or marks to some readers. Everything else is escaped.
+            c if (c as u32) < 0x20
+                || (0x7f..=0xa0).contains(&(c as u32))
+                || matches!(c as u32, 0x2028 | 0x2029 | 0xfeff | 0xfffe | 0xffff) =>
+            {
+                let n = c as u32;
+                if n <= 0xff {
+                    let _ = write!(out, "\\x{n:02x}");
+                } else {
+                    let _ = write!(out, "\\u{n:04x}");
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// A JSON rendering for `dump --format json`: tuples become arrays, bytes strings

@@ -262,8 +262,17 @@ pub fn write_entry(
         Format::Native => {
             let mut w = io::BufWriter::with_capacity(64 * 1024, &mut *out);
             w.write_all(b"---\n").map_err(WriteError::Output)?;
-            w.write_all(metadata::to_yaml(metadata).as_bytes())
-                .map_err(WriteError::Output)?;
+            let yaml = metadata::to_yaml(metadata);
+            if yaml.len() > MAX_METADATA_BYTES {
+                return Err(WriteError::Encode(Error::data(
+                    format!(
+                        "metadata of {} bytes is over the {MAX_METADATA_BYTES}-byte limit",
+                        yaml.len()
+                    ),
+                    "keep large data in the message, not the metadata",
+                )));
+            }
+            w.write_all(yaml.as_bytes()).map_err(WriteError::Output)?;
             w.write_all(b"...\n").map_err(WriteError::Output)?;
             let mut buf = vec![0u8; 64 * 1024];
             let mut len = 0u64;
