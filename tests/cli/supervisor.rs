@@ -4,7 +4,7 @@
 //! no orphans. Processes are observed through /proc, as an admin would with `ps`.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::common::*;
 
@@ -17,7 +17,7 @@ fn supervisor_config(env: &Env, extra: &str) -> PathBuf {
     ))
 }
 
-fn start_supervisor(env: &Env, cfg: &PathBuf) -> Background {
+fn start_supervisor(env: &Env, cfg: &Path) -> Background {
     spawn_logged(
         env,
         &["-C", cfg.to_str().unwrap(), "-v", "run", "--all"],
