@@ -112,6 +112,8 @@ pub struct Switchboard {
     format: Format,
     /// Refuse new entries when the filesystem has less free space than this.
     min_free: Option<u64>,
+    /// Set once the directory is known to exist, so a batch checks it once.
+    created: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// An entry this process has claimed (`.bak`, locked). Dropping it without `finish`,
@@ -165,6 +167,7 @@ impl Switchboard {
             dir,
             format,
             min_free: None,
+            created: Default::default(),
         }
     }
 
@@ -213,7 +216,8 @@ impl Switchboard {
 
     /// Creates the queue directory (mode 0770 before umask) if it is missing.
     pub fn create_dir(&self) -> Result<()> {
-        if self.dir.is_dir() {
+        if self.created.load(Ordering::Relaxed) || self.dir.is_dir() {
+            self.created.store(true, Ordering::Relaxed);
             return Ok(());
         }
         DirBuilder::new()
@@ -228,7 +232,9 @@ impl Switchboard {
                     err.hint = "check that the parent directory exists and is writable".into();
                 }
                 err
-            })
+            })?;
+        self.created.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Enqueues one message durably (SPEC §2 rules applied to `metadata`).
@@ -263,13 +269,23 @@ impl Switchboard {
                 std::process::id(),
                 SEQ.fetch_add(1, Ordering::Relaxed)
             ));
-            let file = OpenOptions::new()
+            let opened = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o660)
                 .custom_flags(libc::O_NOFOLLOW)
-                .open(&tmp)
-                .at("cannot create entry", &tmp)?;
+                .open(&tmp);
+            let file = match opened {
+                // The directory went away since it was made (an admin's rm -r):
+                // make it again, once.
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempts == 0 => {
+                    self.created.store(false, Ordering::Relaxed);
+                    self.create_dir()?;
+                    attempts += 1;
+                    continue;
+                }
+                other => other.at("cannot create entry", &tmp)?,
+            };
             let locked = FileExt::try_lock_exclusive(&file).is_ok();
             if locked && same_file(&file, &tmp) {
                 return Ok((tmp, file));
