@@ -157,7 +157,10 @@ pub fn assert_error(o: &Output, want: i32) {
         "expected one or two lines on stderr, got: {err:?}"
     );
     for line in &lines {
-        assert!(line.starts_with("qtool: "), "line without `qtool: `: {err:?}");
+        assert!(
+            line.starts_with("qtool: "),
+            "line without `qtool: `: {err:?}"
+        );
     }
 }
 
@@ -263,9 +266,7 @@ pub fn run_bounded(env: &Env, args: &[&str], secs: u64) -> Output {
     match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
         Ok(out) => out.expect("wait for qtool"),
         Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .status();
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
             panic!("qtool {args:?} still running after {secs} s (killed)");
         }
     }
@@ -484,9 +485,7 @@ pub fn output_within(mut c: Command, args: &[&str], stdin: &[u8], secs: u64) -> 
     match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
         Ok(out) => out.expect("wait"),
         Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .status();
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
             panic!("{args:?} still running after {secs} s (killed)");
         }
     }

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod concurrency;
 mod crash;
 mod dequeue;
 mod dump;
@@ -13,5 +14,4 @@ mod generated;
 mod mailman;
 mod runner;
 mod seed;
-mod concurrency;
 mod supervisor;
