@@ -172,7 +172,13 @@ impl Runner {
                     stop: &self.stop,
                     grace: self.grace,
                 };
-                self.handler.dispose(&mut entry, &meta, &cx)?
+                // A handler that could not even be set up (no room for its metadata
+                // file, say) leaves the entry as it was, to be tried again.
+                self.handler
+                    .dispose(&mut entry, &meta, &cx)
+                    .unwrap_or_else(|e| {
+                        Outcome::Deferred(format!("cannot run handler: {}", e.message))
+                    })
             }
             None => Outcome::Failed(format!(
                 "no list {} in the config",
