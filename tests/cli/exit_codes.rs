@@ -314,3 +314,41 @@ fn a_missing_config_file_named_with_c_is_an_error() {
     assert!(stderr(&out).contains("nope.yaml"), "{}", stderr(&out));
     assert!(env.files("in").is_empty());
 }
+
+/// `qtool list | head -1` on a long listing: the reader goes away, qtool ends quietly
+/// with 0 (as Unix filters do), never a panic.
+#[test]
+fn a_closed_pipe_ends_listing_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let env = Env::new();
+    // Enough entries that every format overflows a pipe buffer (64 KiB).
+    let mbox: String = (0..1500)
+        .map(|i| format!("From a@b Thu Jan  1 00:00:00 2026\nSubject: {i}\n\nbody\n\n"))
+        .collect();
+    let path = env.root().join("m.mbox");
+    std::fs::write(&path, mbox).unwrap();
+    let out = env.run(&["enqueue", "in", "--mbox", path.to_str().unwrap()], b"");
+    assert_eq!(out.status.code(), Some(0));
+    for format in ["table", "names", "json"] {
+        let mut child = env
+            .cmd()
+            .args(["list", "in", "--format", format])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 10];
+        child
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut first)
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{format}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{format}: {err}");
+    }
+}

@@ -1,10 +1,11 @@
 //! `qtool`: the command-line face of the qtool library. Each command lives in its own
 //! file under `cmd/`, parses its arguments, calls the library and prints.
 
+#[macro_use]
+mod output;
 mod cli;
 mod cmd;
 mod log;
-mod output;
 
 use std::process::ExitCode;
 

@@ -50,7 +50,7 @@ pub fn coloured(text: impl ToString, color: Color) -> Cell {
 /// Prints a table; plain tables lose their trailing spaces.
 pub fn print_table(t: &Table) {
     for line in t.to_string().lines() {
-        println!("{}", line.trim_end());
+        write_line(format_args!("{}", line.trim_end()));
     }
 }
 
@@ -93,4 +93,25 @@ pub fn progress(total: Option<u64>, what: &'static str) -> indicatif::ProgressBa
     };
     bar.set_message(what);
     bar
+}
+
+/// Writes one line to standard output. A reader that went away (`qtool list | head`)
+/// ends qtool quietly with status 0, as with any Unix filter; another write error is
+/// reported (74). Never a panic, unlike `println!`.
+pub fn write_line(args: std::fmt::Arguments) {
+    use std::io::Write;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{args}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("qtool: cannot write to standard output: {e}");
+        std::process::exit(qtool::error::exit::IOERR);
+    }
+}
+
+/// `println!` for command output, through [`write_line`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::write_line(format_args!($($arg)*))
+    };
 }

@@ -32,12 +32,12 @@ pub fn run(g: &Global, a: ListArgs) -> Result<i32> {
     match a.format {
         ListFormat::Names => {
             for r in &rows {
-                println!("{}", r.filebase);
+                outln!("{}", r.filebase);
             }
         }
         ListFormat::Json => {
             let items: Vec<serde_json::Value> = rows.iter().map(to_json).collect();
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&items).expect("JSON of plain values")
             );

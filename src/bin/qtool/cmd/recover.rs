@@ -12,10 +12,10 @@ pub fn run(g: &Global, a: RecoverArgs) -> Result<i32> {
     let sb = switchboard(&config, &a.queue)?;
     let r = sb.recover(Slice::ALL, &bad(&config))?;
     for fb in &r.recovered {
-        println!("recovered {}/{fb}", sb.name());
+        outln!("recovered {}/{fb}", sb.name());
     }
     for (fb, why) in &r.preserved {
-        println!(
+        outln!(
             "preserved {}/{fb} in {}: {why}",
             sb.name(),
             QueueName::bad()

@@ -18,8 +18,8 @@ fn report(g: &Global, from: &str, done: Vec<Done>) -> i32 {
     let mut code = 0;
     for d in done {
         match d {
-            Done::Moved { from: fb, to, new } => println!("{from}/{fb} -> {to}/{new}"),
-            Done::Deleted(fb) => println!("deleted {from}/{fb}"),
+            Done::Moved { from: fb, to, new } => outln!("{from}/{fb} -> {to}/{new}"),
+            Done::Deleted(fb) => outln!("deleted {from}/{fb}"),
             Done::Skipped(fb, e) => {
                 eprintln!("qtool: skipped {from}/{fb}: {}", e.message);
                 if g.verbose && !e.hint.is_empty() {

@@ -36,7 +36,7 @@ pub fn run(g: &Global, a: RunnersArgs) -> Result<i32> {
         })
         .collect();
     match a.format {
-        TableFormat::Json => println!("{}", serde_json::to_string_pretty(&rows).expect("JSON")),
+        TableFormat::Json => outln!("{}", serde_json::to_string_pretty(&rows).expect("JSON")),
         TableFormat::Table => {
             if rows.is_empty() {
                 eprintln!(

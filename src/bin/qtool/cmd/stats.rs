@@ -42,7 +42,7 @@ pub fn run(g: &Global, a: StatsArgs) -> Result<i32> {
                     })
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&items).expect("JSON"));
+            outln!("{}", serde_json::to_string_pretty(&items).expect("JSON"));
         }
         TableFormat::Table => {
             let mut headers = vec!["QUEUE", "READY", "CLAIMED", "PRESERVED", "BYTES", "OLDEST"];
