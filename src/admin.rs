@@ -37,7 +37,12 @@ fn targets(sb: &Switchboard, named: &[Filebase]) -> Result<Vec<Filebase>> {
 
 /// Claims `fb` for a manual operation; an entry held by a runner is refused.
 fn claim_for_admin(sb: &Switchboard, bad: &Switchboard, fb: &Filebase) -> Result<Claim> {
-    match sb.claim(fb, bad)? {
+    let claimed = match sb.locate(fb) {
+        // Preserved entries (in `bad`) can be deleted or moved out by hand too.
+        Some(State::Preserved) => sb.claim_preserved(fb)?,
+        _ => sb.claim(fb, bad)?,
+    };
+    match claimed {
         Claimed::Got(c) => Ok(c),
         Claimed::NotRegular => Err(Error::data(
             format!(
@@ -51,10 +56,6 @@ fn claim_for_admin(sb: &Switchboard, bad: &Switchboard, fb: &Filebase) -> Result
                 exit::TEMPFAIL,
                 format!("{fb} in {} is claimed by a running process", sb.name()),
                 "try again when it is done, or `qtool recover` if that process died",
-            ),
-            Some(State::Preserved) => Error::data(
-                format!("{fb} in {} is preserved (.psv)", sb.name()),
-                "preserved entries are for inspection; copy the file to repair it",
             ),
             _ => Error::new(
                 exit::NOINPUT,
@@ -86,8 +87,13 @@ pub fn unshunt(config: &Config, named: &[Filebase], discard: bool) -> Result<Vec
         }
         let mut entry = match claim.read() {
             Ok(e) => e,
-            Err(e) => {
+            Err(mut e) => {
+                // Name the file where the entry is left, not where it was read.
+                let (bak, pck) = (claim.path().to_path_buf(), shunt.path_of(&fb, State::Ready));
                 shunt.put_back(claim)?;
+                e.message = e
+                    .message
+                    .replace(&*bak.to_string_lossy(), &pck.to_string_lossy());
                 report.push(Done::Skipped(fb, e));
                 continue;
             }

@@ -17,7 +17,8 @@ pub struct Listing {
     pub queue: String,
     pub filebase: String,
     pub state: State,
-    /// Seconds since the entry was enqueued (from its filebase time).
+    /// Seconds since the entry first arrived (`received_time`, kept across keeps,
+    /// forwards and shunts), else since it entered this queue (its filebase time).
     pub age: f64,
     /// The entry file's size in bytes.
     pub size: u64,
@@ -73,6 +74,14 @@ pub fn list(sb: &Switchboard, now: f64) -> Result<(Vec<Listing>, Vec<String>)> {
         match crate::queue::read_path(&path) {
             Ok(mut entry) => {
                 row.listid = entry.metadata.get_str("listid").map(str::to_string);
+                let first_arrival = match entry.metadata.get("received_time") {
+                    Some(crate::Value::Float(t)) => Some(*t),
+                    Some(crate::Value::Int(t)) => Some(*t as f64),
+                    _ => None,
+                };
+                if let Some(t) = first_arrival {
+                    row.age = (now - t).max(0.0);
+                }
                 row.reason = entry.metadata.get_str("shunt_reason").map(str::to_string);
                 row.whichq = entry.metadata.get_str("whichq").map(str::to_string);
                 if let Ok(head) = entry.message_head(HEAD_BYTES) {

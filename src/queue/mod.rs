@@ -123,6 +123,9 @@ pub struct Claim {
     pub filebase: Filebase,
     file: File,
     path: PathBuf,
+    /// `Claimed` for a `.bak` taken from the ready state; `Preserved` for a `.psv`
+    /// locked where it lies (repairs of `bad`).
+    state: State,
 }
 
 impl Claim {
@@ -435,6 +438,7 @@ impl Switchboard {
                     filebase: filebase.clone(),
                     file,
                     path: bak,
+                    state: State::Claimed,
                 }))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Claimed::Lost),
@@ -460,8 +464,39 @@ impl Switchboard {
         Ok(())
     }
 
-    /// Gives a claimed entry back: `.bak` → `.pck`, as it was.
+    /// Locks a preserved entry (`.psv`) where it lies, for a repair by hand (`delete`,
+    /// `move`). Nothing else takes `.psv` files, the lock only keeps two repairs apart.
+    pub fn claim_preserved(&self, filebase: &Filebase) -> Result<Claimed> {
+        let psv = self.path_of(filebase, State::Preserved);
+        let file = match open_entry_file(&psv, false) {
+            Ok(f) => f,
+            Err(OpenError::NotRegular) => {
+                return Err(Error::data(
+                    format!("{} is not a regular file", psv.display()),
+                    "remove it by hand after a look",
+                ))
+            }
+            Err(OpenError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(Claimed::Lost)
+            }
+            Err(OpenError::Io(e)) => return Err(Error::io("cannot open entry", &psv, e)),
+        };
+        if FileExt::try_lock_exclusive(&file).is_err() || !same_file(&file, &psv) {
+            return Ok(Claimed::Lost);
+        }
+        Ok(Claimed::Got(Claim {
+            filebase: filebase.clone(),
+            file,
+            path: psv,
+            state: State::Preserved,
+        }))
+    }
+
+    /// Gives a claimed entry back: `.bak` → `.pck`, as it was (a `.psv` stays as it is).
     pub fn put_back(&self, claim: Claim) -> Result<()> {
+        if claim.state == State::Preserved {
+            return Ok(());
+        }
         let pck = self.path_of(&claim.filebase, State::Ready);
         fs::rename(&claim.path, &pck).at("cannot put back entry", &claim.path)?;
         sync_dir(&self.dir)
@@ -510,6 +545,7 @@ impl Switchboard {
                 filebase: fb.clone(),
                 file,
                 path: bak,
+                state: State::Claimed,
             };
             let mut entry = match claim.read() {
                 Ok(e) => e,

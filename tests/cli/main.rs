@@ -3,6 +3,7 @@
 
 mod common;
 
+mod admin;
 mod concurrency;
 mod crash;
 mod dequeue;

@@ -28,7 +28,7 @@ pub fn run(g: &Global, a: DequeueArgs) -> Result<i32> {
             }
         },
         Some(text) => {
-            let fb: Filebase = text.parse()?;
+            let fb: Filebase = super::parse_filebase(text)?;
             match sb.claim(&fb, &bad)? {
                 Claimed::Got(c) => c,
                 Claimed::NotRegular => {

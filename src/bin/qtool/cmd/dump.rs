@@ -17,7 +17,7 @@ pub fn run(g: &Global, a: DumpArgs) -> Result<i32> {
         [queue, filebase] => {
             let config = load_config(g)?;
             let sb = switchboard(&config, queue)?;
-            let fb: Filebase = filebase.parse()?;
+            let fb: Filebase = super::parse_filebase(filebase)?;
             sb.read(&fb)?
         }
         _ => unreachable!("clap allows one or two values"),

@@ -59,6 +59,14 @@ pub fn bad(config: &Config) -> Switchboard {
     config.switchboard(&QueueName::bad())
 }
 
+/// A filebase given on the command line; a malformed one is a usage error (2).
+pub fn parse_filebase(text: &str) -> Result<qtool::queue::Filebase> {
+    text.parse().map_err(|e: qtool::Error| qtool::Error {
+        code: qtool::error::exit::USAGE,
+        ..e
+    })
+}
+
 /// `path` for messages, `-` for standard input.
 pub fn is_stdin(path: &Path) -> bool {
     path.as_os_str() == "-"

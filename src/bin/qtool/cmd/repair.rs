@@ -11,7 +11,7 @@ use super::load_config;
 use crate::cli::{DeleteArgs, Global, MoveArgs, UnshuntArgs};
 
 fn filebases(texts: &[String]) -> Result<Vec<Filebase>> {
-    texts.iter().map(|t| t.parse()).collect()
+    texts.iter().map(|t| super::parse_filebase(t)).collect()
 }
 
 fn report(g: &Global, from: &str, done: Vec<Done>) -> i32 {

@@ -17,8 +17,9 @@ pub fn run(g: &Global, a: RunnersArgs) -> Result<i32> {
                 Some(qtool::config::HandlerSpec::Exec(argv)) => format!("exec {}", argv.join(" ")),
                 Some(qtool::config::HandlerSpec::Forward(q)) => format!("forward {q}"),
                 Some(qtool::config::HandlerSpec::Discard) => "discard".into(),
-                None => "-".into(),
+                None => String::new(),
             };
+            let handler = (!handler.is_empty()).then_some(handler);
             let path = r
                 .path
                 .clone()
