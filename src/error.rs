@@ -77,11 +77,6 @@ impl Error {
         self.hint = hint.into();
         self
     }
-
-    /// True when the error came from a full disk.
-    pub fn is_disk_full(&self) -> bool {
-        self.code == exit::TEMPFAIL && self.hint.starts_with("the disk is full")
-    }
 }
 
 impl fmt::Display for Error {

@@ -661,7 +661,6 @@ struct Pending {
     tmp: PathBuf,
     file: File,
     filebase: Filebase,
-    #[allow(dead_code)]
     len: u64,
 }
 
