@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{exit, Error, Result};
 use crate::handler::{Context, Handler, Outcome};
 use crate::metadata::Value;
-use crate::queue::{Claimed, Filebase, Recovery, Slice, Switchboard};
+use crate::queue::{Batch, Claim, Claimed, Filebase, Recovery, Slice, Switchboard};
 
 /// Something a runner did, for the log and the summary.
 #[derive(Debug)]
@@ -67,6 +67,16 @@ impl Counts {
         self.preserved += other.preserved;
         self.skipped += other.skipped;
     }
+}
+
+/// How many forwarded entries are committed together (each holds two open files until
+/// then, so this stays well under the usual limit of 1024 descriptors).
+const FORWARD_BATCH: usize = 128;
+
+/// Forwards written but not yet committed, and the claims of their sources.
+struct Forwarding<'a> {
+    batch: Batch<'a>,
+    held: Vec<Claim>,
 }
 
 /// One runner: a queue (or slice), its handler, and where failures go.
@@ -122,18 +132,63 @@ impl Runner {
             log(Event::Stray(&stray.to_string_lossy()));
         }
         log(Event::Pass(scan.entries.len()));
+        let mut forwarding = match &self.handler {
+            Handler::Forward(target) => Some(Forwarding {
+                batch: target.batch(),
+                held: Vec::new(),
+            }),
+            _ => None,
+        };
         for (fb, _) in scan.entries {
             if self.stop.load(Ordering::Relaxed) {
                 break;
             }
-            self.process_one(&fb, &mut counts, log)?;
+            self.process_one(&fb, &mut forwarding, &mut counts, log)?;
+        }
+        if let Some(f) = &mut forwarding {
+            self.flush_forwards(f, &mut counts, log)?;
         }
         Ok(counts)
+    }
+
+    /// Commits the forwarded copies written so far (one group commit on the target
+    /// queue), then finishes their sources. A crash before the commit leaves the
+    /// sources claimed (recovered later) and the copies as temporary files (removed);
+    /// after it, the at-least-once moment of any forward.
+    fn flush_forwards(
+        &self,
+        f: &mut Forwarding,
+        counts: &mut Counts,
+        log: &mut dyn FnMut(Event),
+    ) -> Result<()> {
+        let held = std::mem::take(&mut f.held);
+        let (committed, error) = match f.batch.commit() {
+            Ok(done) => (done.len(), None),
+            Err(e) => (e.committed.len(), Some(e.error)),
+        };
+        if !held.is_empty() {
+            crate::fault::point("forward.written");
+        }
+        for (i, claim) in held.into_iter().enumerate() {
+            let fb = claim.filebase.clone();
+            if i < committed {
+                self.queue.finish(claim)?;
+                counts.done += 1;
+                log(Event::Done(&fb));
+            } else {
+                self.queue.put_back(claim)?;
+                counts.deferred += 1;
+                let why = error.as_ref().map_or(String::new(), |e| e.message.clone());
+                log(Event::Deferred(&fb, &format!("forward failed: {why}")));
+            }
+        }
+        Ok(())
     }
 
     fn process_one(
         &self,
         fb: &Filebase,
+        forwarding: &mut Option<Forwarding>,
         counts: &mut Counts,
         log: &mut dyn FnMut(Event),
     ) -> Result<()> {
@@ -166,19 +221,46 @@ impl Runner {
         let outcome = match self.config.language_for(listid.as_deref()) {
             Some(lang) => {
                 meta.set("lang", Value::Str(lang));
-                let cx = Context {
-                    queue: self.queue.name().as_str(),
-                    filebase: fb,
-                    stop: &self.stop,
-                    grace: self.grace,
-                };
-                // A handler that could not even be set up (no room for its metadata
-                // file, say) leaves the entry as it was, to be tried again.
-                self.handler
-                    .dispose(&mut entry, &meta, &cx)
-                    .unwrap_or_else(|e| {
-                        Outcome::Deferred(format!("cannot run handler: {}", e.message))
-                    })
+                if let Some(f) = forwarding {
+                    // Forwards are written now and committed together.
+                    let added = entry
+                        .message()
+                        .map_err(|e| Error::io("cannot read", claim.path(), e))
+                        .and_then(|mut msg| f.batch.add(&mut msg, meta.clone()));
+                    match added {
+                        Ok(()) => {
+                            f.held.push(claim);
+                            if f.held.len() >= FORWARD_BATCH {
+                                self.flush_forwards(f, counts, log)?;
+                            }
+                            return Ok(());
+                        }
+                        Err(e) if e.code == exit::TEMPFAIL => {
+                            self.queue.put_back(claim)?;
+                            counts.deferred += 1;
+                            log(Event::Deferred(
+                                fb,
+                                &format!("forward failed: {}", e.message),
+                            ));
+                            return Ok(());
+                        }
+                        Err(e) => Outcome::Failed(format!("forward failed: {}", e.message)),
+                    }
+                } else {
+                    let cx = Context {
+                        queue: self.queue.name().as_str(),
+                        filebase: fb,
+                        stop: &self.stop,
+                        grace: self.grace,
+                    };
+                    // A handler that could not even be set up (no room for its metadata
+                    // file, say) leaves the entry as it was, to be tried again.
+                    self.handler
+                        .dispose(&mut entry, &meta, &cx)
+                        .unwrap_or_else(|e| {
+                            Outcome::Deferred(format!("cannot run handler: {}", e.message))
+                        })
+                }
             }
             None => Outcome::Failed(format!(
                 "no list {} in the config",
