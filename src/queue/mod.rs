@@ -749,6 +749,11 @@ impl Batch<'_> {
         }
         crate::fault::point("enqueue.renamed");
         if let Err(e) = sync_dir(&self.sb.dir) {
+            // The renames may not be durable, so nothing may be reported as committed:
+            // take the entries back out (those a runner already claimed are its now).
+            for fb in &committed {
+                let _ = fs::remove_file(self.sb.path_of(fb, State::Ready));
+            }
             return Err(BatchError {
                 committed: Vec::new(),
                 error: e,
