@@ -197,8 +197,20 @@ fn read_native_head(
         if text.is_empty() || text.starts_with(['|', '>', '&', '*', '!']) {
             return Ok(None);
         }
-        let Ok(value) = crate::metadata::value_from_yaml_text(text, "metadata") else {
-            return Ok(None);
+        // Numbers and plain words as qtool writes them need no YAML parser.
+        let quick = match text.parse::<f64>() {
+            Ok(t) if t.is_finite() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.') => {
+                Some(crate::Value::Float(t))
+            }
+            _ if crate::metadata::is_plain_yaml_str(text) => Some(crate::Value::Str(text.into())),
+            _ => None,
+        };
+        let value = match quick {
+            Some(v) => v,
+            None => match crate::metadata::value_from_yaml_text(text, "metadata") {
+                Ok(v) => v,
+                Err(_) => return Ok(None),
+            },
         };
         fields.push((*key, value));
     }

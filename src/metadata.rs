@@ -779,18 +779,22 @@ fn write_yaml_flow(v: &Value, out: &mut String) {
 
 /// A string as a YAML scalar: plain when it can only be read back as this string (by
 /// YAML 1.1 and 1.2 readers alike), otherwise double-quoted with JSON escapes.
-fn write_yaml_str(s: &str, out: &mut String) {
+/// True when `s` can be written as a plain YAML scalar and read back as this string
+/// by YAML 1.1 and 1.2 readers alike.
+pub fn is_plain_yaml_str(s: &str) -> bool {
     const WORDS: [&str; 14] = [
         "true", "false", "yes", "no", "on", "off", "y", "n", "null", "nan", "inf", "~", "<<", "=",
     ];
-    let plain = s
-        .chars()
+    s.chars()
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '/' | '+' | '-'))
-        && !WORDS.contains(&s.to_ascii_lowercase().as_str());
-    if plain {
+        && !WORDS.contains(&s.to_ascii_lowercase().as_str())
+}
+
+fn write_yaml_str(s: &str, out: &mut String) {
+    if is_plain_yaml_str(s) {
         out.push_str(s);
         return;
     }
