@@ -30,6 +30,22 @@ pub struct Listing {
     pub whichq: Option<String>,
 }
 
+impl Listing {
+    /// Takes the listed keys' values from an entry's metadata.
+    fn fill(&mut self, fields: impl IntoIterator<Item = (&'static str, crate::Value)>, now: f64) {
+        for (key, value) in fields {
+            match (key, value) {
+                ("listid", crate::Value::Str(v)) => self.listid = Some(v),
+                ("shunt_reason", crate::Value::Str(v)) => self.reason = Some(v),
+                ("whichq", crate::Value::Str(v)) => self.whichq = Some(v),
+                ("received_time", crate::Value::Float(t)) => self.age = (now - t).max(0.0),
+                ("received_time", crate::Value::Int(t)) => self.age = (now - t as f64).max(0.0),
+                _ => {}
+            }
+        }
+    }
+}
+
 /// The queues under `queue_dir`: every directory whose name is a valid queue name.
 pub fn queue_names(queue_dir: &Path) -> Result<Vec<QueueName>> {
     let mut names = Vec::new();
@@ -111,17 +127,7 @@ fn list_one(
     match read_native_head(&path, buf) {
         Ok(Some((size, fields, body))) => {
             row.size = size;
-            let age_from = |t: f64| (now - t).max(0.0);
-            for (key, value) in fields {
-                match (key, value) {
-                    ("listid", crate::Value::Str(v)) => row.listid = Some(v),
-                    ("shunt_reason", crate::Value::Str(v)) => row.reason = Some(v),
-                    ("whichq", crate::Value::Str(v)) => row.whichq = Some(v),
-                    ("received_time", crate::Value::Float(t)) => row.age = age_from(t),
-                    ("received_time", crate::Value::Int(t)) => row.age = age_from(t as f64),
-                    _ => {}
-                }
-            }
+            row.fill(fields, now);
             (row.from, row.subject) = headers(&buf[body..]);
             return Some(row);
         }
@@ -134,17 +140,10 @@ fn list_one(
     row.size = fs::symlink_metadata(&path).map(|m| m.len()).unwrap_or(0);
     match crate::queue::read_path(&path) {
         Ok(mut entry) => {
-            row.listid = entry.metadata.get_str("listid").map(str::to_string);
-            let first_arrival = match entry.metadata.get("received_time") {
-                Some(crate::Value::Float(t)) => Some(*t),
-                Some(crate::Value::Int(t)) => Some(*t as f64),
-                _ => None,
-            };
-            if let Some(t) = first_arrival {
-                row.age = (now - t).max(0.0);
-            }
-            row.reason = entry.metadata.get_str("shunt_reason").map(str::to_string);
-            row.whichq = entry.metadata.get_str("whichq").map(str::to_string);
+            let fields = LIST_KEYS
+                .iter()
+                .filter_map(|k| Some((*k, entry.metadata.get(k)?.clone())));
+            row.fill(fields, now);
             if let Ok(head) = entry.message_head(HEAD_BYTES) {
                 (row.from, row.subject) = headers(&head);
             }

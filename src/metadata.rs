@@ -869,7 +869,8 @@ fn json_number(digits: &str) -> serde_json::Value {
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-fn base64_encode(data: &[u8]) -> String {
+/// Standard base64 with padding (RFC 4648), for `!bytes` values and encoded words.
+pub(crate) fn base64_encode(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
         let n = (chunk[0] as u32) << 16

@@ -2781,7 +2781,7 @@ fn encode_word(s: &[u8], cs: &Cs) -> Text {
     let mut out = format!("=?{label}?");
     if base64 {
         out.push_str("b?");
-        out.push_str(&base64_encode(&bytes));
+        out.push_str(&crate::metadata::base64_encode(&bytes));
     } else {
         out.push_str("q?");
         for &b in &bytes {
@@ -2796,24 +2796,6 @@ fn encode_word(s: &[u8], cs: &Cs) -> Text {
     }
     out.push_str("?=");
     out.into_bytes()
-}
-
-fn base64_encode(data: &[u8]) -> String {
-    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let n = (chunk[0] as u32) << 16
-            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
-            | *chunk.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------
