@@ -159,6 +159,42 @@ impl MetadataFile {
     }
 }
 
+/// Removes metadata files left in the temporary directory by runners that were killed
+/// before they could (`qtool-<pid>-<hex>.yaml` whose process is gone, owned by this
+/// user). Returns how many.
+pub fn remove_stale_metadata_files() -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::env::temp_dir();
+    let Ok(rd) = fs::read_dir(&dir) else {
+        return 0;
+    };
+    // SAFETY: geteuid(2) cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let mut removed = 0;
+    for item in rd.flatten() {
+        let name = item.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| {
+                n.strip_prefix("qtool-")?
+                    .strip_suffix(".yaml")?
+                    .split_once('-')
+            })
+            .and_then(|(pid, _)| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: kill(2) with signal 0 only checks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        let mine = item.metadata().is_ok_and(|m| m.uid() == me && m.is_file());
+        if gone && mine && fs::remove_file(item.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 impl Drop for MetadataFile {
     fn drop(&mut self) {
         let _ = fs::remove_file(&self.0);

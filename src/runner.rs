@@ -98,6 +98,9 @@ pub struct Runner {
 impl Runner {
     /// Recovers the orphaned `.bak` files of this runner's slice.
     pub fn recover(&self, log: &mut dyn FnMut(Event)) -> Result<Counts> {
+        if matches!(self.handler, Handler::Exec { .. }) {
+            crate::handler::remove_stale_metadata_files();
+        }
         let Recovery {
             recovered,
             preserved,

@@ -19,7 +19,8 @@ pub fn run(g: &Global, a: EnqueueArgs) -> Result<i32> {
     let sb = switchboard(&config, &a.queue)?;
     let meta = build_metadata(&a)?;
     let mut batch = sb.batch();
-    let mut out = io::stdout().lock();
+    // Filebases are printed once per commit, not once per line.
+    let mut out = io::BufWriter::new(io::stdout().lock());
     let result = enqueue_all(&a, &meta, &mut batch, &mut out);
     // Whatever happened, what was written before the failure is committed and printed.
     let committed = commit(&mut batch, &mut out);
