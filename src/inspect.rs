@@ -170,12 +170,16 @@ fn read_native_head(
     buf: &mut Vec<u8>,
 ) -> std::io::Result<Option<NativeHead>> {
     use std::io::Read;
-    let file = match crate::queue::entry::open_entry_file(path, false) {
-        Ok(f) => f,
-        Err(crate::queue::entry::OpenError::Io(e)) => return Err(e),
-        Err(crate::queue::entry::OpenError::NotRegular) => return Ok(None),
-    };
-    let size = file.metadata()?.len();
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let stat = file.metadata()?;
+    if !stat.file_type().is_file() {
+        return Ok(None);
+    }
+    let size = stat.len();
     buf.clear();
     file.take(HEAD_BYTES as u64).read_to_end(buf)?;
     let Some(meta) = buf.strip_prefix(b"---\n") else {

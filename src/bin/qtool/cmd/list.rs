@@ -36,7 +36,7 @@ pub fn run(g: &Global, a: ListArgs) -> Result<i32> {
             }
         }
         ListFormat::Json => {
-            let items: Vec<serde_json::Value> = rows.iter().map(to_json).collect();
+            let items: Vec<JsonRow> = rows.iter().map(JsonRow::from).collect();
             outln!(
                 "{}",
                 serde_json::to_string_pretty(&items).expect("JSON of plain values")
@@ -102,17 +102,34 @@ fn keep(r: &Listing, a: &ListArgs, older: Option<f64>) -> bool {
         && a.subject.as_deref().is_none_or(|s| contains(&r.subject, s))
 }
 
-fn to_json(r: &Listing) -> serde_json::Value {
-    serde_json::json!({
-        "queue": r.queue,
-        "filebase": r.filebase,
-        "state": r.state.name(),
-        "age": r.age,
-        "size": r.size,
-        "listid": r.listid,
-        "from": r.from,
-        "subject": r.subject,
-        "reason": r.reason,
-        "whichq": r.whichq,
-    })
+/// One entry in `list --format json`: these field names are stable.
+#[derive(serde::Serialize)]
+struct JsonRow<'a> {
+    age: f64,
+    filebase: &'a str,
+    from: Option<&'a str>,
+    listid: Option<&'a str>,
+    queue: &'a str,
+    reason: Option<&'a str>,
+    size: u64,
+    state: &'static str,
+    subject: Option<&'a str>,
+    whichq: Option<&'a str>,
+}
+
+impl<'a> From<&'a Listing> for JsonRow<'a> {
+    fn from(r: &'a Listing) -> Self {
+        JsonRow {
+            age: r.age,
+            filebase: &r.filebase,
+            from: r.from.as_deref(),
+            listid: r.listid.as_deref(),
+            queue: &r.queue,
+            reason: r.reason.as_deref(),
+            size: r.size,
+            state: r.state.name(),
+            subject: r.subject.as_deref(),
+            whichq: r.whichq.as_deref(),
+        }
+    }
 }
