@@ -352,3 +352,22 @@ fn a_closed_pipe_ends_listing_quietly() {
         assert_eq!(out.status.code(), Some(0), "{format}: {err}");
     }
 }
+
+/// A Redis URL as queue_dir is refused with 78 until that backend exists, instead of
+/// becoming a local directory named `redis:`.
+#[test]
+fn a_redis_queue_dir_is_refused_not_created() {
+    let env = Env::new();
+    let out = run_with(
+        {
+            let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_qtool"));
+            c.current_dir(env.root());
+            c
+        },
+        &["-d", "redis://127.0.0.1:6379/0", "enqueue", "in"],
+        SEED,
+    );
+    assert_error(&out, 78);
+    assert!(stderr(&out).contains("redis://127.0.0.1:6379/0"));
+    assert!(!env.root().join("redis:").exists());
+}

@@ -45,6 +45,15 @@ pub fn load_config(g: &Global) -> Result<Config> {
     if let Some(dir) = &g.queue_dir {
         config.queue_dir = dir.clone();
     }
+    if config.queue_dir.to_string_lossy().starts_with("redis://") {
+        return Err(qtool::Error::config(
+            format!(
+                "queue_dir {}: the Redis Streams backend is not available in this version",
+                config.queue_dir.display()
+            ),
+            "give queue_dir a directory path",
+        ));
+    }
     Ok(config)
 }
 
