@@ -24,6 +24,8 @@ pub enum Event<'a> {
     Preserved(&'a Filebase, &'a str),
     /// A `.bak` held by a live process, left alone.
     Busy(usize),
+    /// An orphan that could not be recovered now (left as it was), and why.
+    RecoveryFailed(&'a Filebase, &'a str),
     /// Temporary files of crashed writers removed.
     RemovedTemp(usize),
     /// A pass begins over this many ready entries.
@@ -106,7 +108,11 @@ impl Runner {
             preserved,
             busy,
             removed_tmp,
+            failed,
         } = self.queue.recover(self.slice, &self.bad)?;
+        for (fb, why) in &failed {
+            log(Event::RecoveryFailed(fb, why));
+        }
         if removed_tmp > 0 {
             log(Event::RemovedTemp(removed_tmp));
         }

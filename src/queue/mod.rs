@@ -161,6 +161,9 @@ pub struct Recovery {
     pub busy: usize,
     /// Temporary files of crashed writers, removed (their entries were never visible).
     pub removed_tmp: usize,
+    /// Orphans that could not be recovered now (a full disk, say), and why; they stay
+    /// as they were, for the next recovery.
+    pub failed: Vec<(Filebase, String)>,
 }
 
 impl Switchboard {
@@ -547,12 +550,23 @@ impl Switchboard {
                 path: bak,
                 state: State::Claimed,
             };
+            if let Err(e) = self.recover_one(claim, bad, &mut report) {
+                report.failed.push((fb, e.message));
+            }
+        }
+        Ok(report)
+    }
+
+    /// Recovers one locked orphan (see [`Switchboard::recover`]).
+    fn recover_one(&self, claim: Claim, bad: &Switchboard, report: &mut Recovery) -> Result<()> {
+        let fb = claim.filebase.clone();
+        {
             let mut entry = match claim.read() {
                 Ok(e) => e,
                 Err(e) => {
                     self.preserve(claim, bad)?;
                     report.preserved.push((fb, e.message));
-                    continue;
+                    return Ok(());
                 }
             };
             let count = match entry.metadata.get("_bak_count") {
@@ -602,7 +616,7 @@ impl Switchboard {
                 report.recovered.push(fb);
             }
         }
-        Ok(report)
+        Ok(())
     }
 
     /// Removes `.pck.tmp` files nobody holds: leftovers of writers that crashed before

@@ -1109,7 +1109,7 @@ fn recover_puts_an_orphaned_bak_back_with_its_count() {
     assert_eq!(stdout(&out), format!("recovered in/{a}\n"));
     assert_eq!(
         stderr(&out),
-        "in: 1 recovered, 0 preserved, 0 held by live processes, 0 temporary files removed\n"
+        "qtool: in: 1 recovered, 0 preserved, 0 held by live processes, 0 temporary files removed\n"
     );
     assert_eq!(env.files("in"), vec![format!("{a}.pck")]);
     let text = dump(&env, "in", &a, &[]);
@@ -1141,7 +1141,7 @@ fn recover_puts_an_orphaned_bak_back_with_its_count() {
     assert_eq!(stdout(&out), "");
     assert_eq!(
         stderr(&out),
-        "in: 0 recovered, 0 preserved, 0 held by live processes, 0 temporary files removed\n"
+        "qtool: in: 0 recovered, 0 preserved, 0 held by live processes, 0 temporary files removed\n"
     );
 }
 
@@ -1399,7 +1399,7 @@ fn delete_and_move_refuse_an_entry_a_runner_holds() {
     assert_eq!(stdout(&out), "");
     assert_eq!(
         stderr(&out),
-        "in: 0 recovered, 0 preserved, 1 held by live processes, 0 temporary files removed\n"
+        "qtool: in: 0 recovered, 0 preserved, 1 held by live processes, 0 temporary files removed\n"
     );
     assert_eq!(env.files("in"), bak);
     let text = dump(&env, "in", &fb, &[]);

@@ -514,3 +514,22 @@ fn a_full_tmpdir_puts_the_entry_back_instead_of_orphaning_it() {
     assert!(env.files("shunt").is_empty(), "{:?}", env.files("shunt"));
     drop(disk);
 }
+
+/// A runner starting on a full disk cannot rewrite an orphan's `_bak_count`: it says so,
+/// leaves the orphan as it is, and still runs its pass (exit 0) instead of failing.
+#[test]
+fn a_runner_on_a_full_disk_still_runs_when_recovery_cannot() {
+    let env = Env::new();
+    let disk = Tmpfs::mount(&env.queue_dir(), "1m");
+    let fb = format!("1000.5+{HEX}");
+    let bytes = native_entry("listid: test.example.com\nversion: 3\n", SEED);
+    let bak = put_file(&env, "in", &format!("{fb}.bak"), &bytes);
+    let filler = fill(disk.path());
+    let out = env.run(&["run-once", "in", "--discard"], b"");
+    let err = stderr(&out);
+    assert_eq!(code(&out), Some(0), "{err}");
+    assert!(err.contains(&format!("cannot recover {fb} now")), "{err}");
+    assert_eq!(fs::read(&bak).unwrap(), bytes, "the orphan was changed");
+    fs::remove_file(filler).unwrap();
+    drop(disk);
+}

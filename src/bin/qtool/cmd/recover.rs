@@ -21,9 +21,15 @@ pub fn run(g: &Global, a: RecoverArgs) -> Result<i32> {
             QueueName::bad()
         );
     }
+    for (fb, why) in &r.failed {
+        eprintln!(
+            "qtool: cannot recover {}/{fb} now, left as it is: {why}",
+            sb.name()
+        );
+    }
     if !g.quiet {
         eprintln!(
-            "{}: {} recovered, {} preserved, {} held by live processes, {} temporary files removed",
+            "qtool: {}: {} recovered, {} preserved, {} held by live processes, {} temporary files removed",
             sb.name(),
             r.recovered.len(),
             r.preserved.len(),
@@ -31,5 +37,9 @@ pub fn run(g: &Global, a: RecoverArgs) -> Result<i32> {
             r.removed_tmp
         );
     }
-    Ok(0)
+    Ok(if r.failed.is_empty() {
+        0
+    } else {
+        qtool::error::exit::TEMPFAIL
+    })
 }

@@ -107,6 +107,10 @@ fn log_event(log: &mut Logger, who: &str, event: Event) {
             Level::Debug,
             &format!("{who}: {n} claimed entries held by live processes left alone"),
         ),
+        Event::RecoveryFailed(fb, why) => log.log(
+            Level::Error,
+            &format!("{who}: cannot recover {fb} now, left as it is: {why}"),
+        ),
         Event::RemovedTemp(n) => log.log(
             Level::Info,
             &format!("{who}: removed {n} temporary files left by crashed writers"),
