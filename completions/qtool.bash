@@ -743,7 +743,7 @@ _qtool() {
             return 0
             ;;
         qtool__subcmd__run__subcmd__once)
-            opts="-C -d -v -q -h --all --forward --discard --log-file --grace --config --queue-dir --verbose --quiet --help"
+            opts="-C -d -v -q -h --forward --discard --log-file --grace --config --queue-dir --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

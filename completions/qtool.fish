@@ -67,7 +67,6 @@ complete -c qtool -n "__fish_qtool_using_subcommand run-once" -l log-file -d 'Lo
 complete -c qtool -n "__fish_qtool_using_subcommand run-once" -l grace -d 'After a stop, how long a running handler may go on before it is killed and its entry put back' -r
 complete -c qtool -n "__fish_qtool_using_subcommand run-once" -s C -l config -d 'Configuration file [default: ./qtool.yaml, then /etc/qtool/qtool.yaml]' -r -F
 complete -c qtool -n "__fish_qtool_using_subcommand run-once" -s d -l queue-dir -d 'Directory holding one directory per queue (overrides the config\'s queue_dir)' -r -F
-complete -c qtool -n "__fish_qtool_using_subcommand run-once" -l all -d 'Supervise every runner of the config with `start: true` (run only)'
 complete -c qtool -n "__fish_qtool_using_subcommand run-once" -l discard -d 'Handler: drop each entry'
 complete -c qtool -n "__fish_qtool_using_subcommand run-once" -s v -l verbose -d 'Say more: per-entry log lines'
 complete -c qtool -n "__fish_qtool_using_subcommand run-once" -s q -l quiet -d 'Say less: no summaries, only errors and entries that failed'
@@ -77,7 +76,7 @@ complete -c qtool -n "__fish_qtool_using_subcommand run" -l log-file -d 'Log to 
 complete -c qtool -n "__fish_qtool_using_subcommand run" -l grace -d 'After a stop, how long a running handler may go on before it is killed and its entry put back' -r
 complete -c qtool -n "__fish_qtool_using_subcommand run" -s C -l config -d 'Configuration file [default: ./qtool.yaml, then /etc/qtool/qtool.yaml]' -r -F
 complete -c qtool -n "__fish_qtool_using_subcommand run" -s d -l queue-dir -d 'Directory holding one directory per queue (overrides the config\'s queue_dir)' -r -F
-complete -c qtool -n "__fish_qtool_using_subcommand run" -l all -d 'Supervise every runner of the config with `start: true` (run only)'
+complete -c qtool -n "__fish_qtool_using_subcommand run" -l all -d 'Supervise every runner of the config with `start: true`'
 complete -c qtool -n "__fish_qtool_using_subcommand run" -l discard -d 'Handler: drop each entry'
 complete -c qtool -n "__fish_qtool_using_subcommand run" -s v -l verbose -d 'Say more: per-entry log lines'
 complete -c qtool -n "__fish_qtool_using_subcommand run" -s q -l quiet -d 'Say less: no summaries, only errors and entries that failed'

@@ -92,7 +92,7 @@ pub enum Command {
         name = "run-once",
         after_help = "Examples:\n  qtool run-once in --forward out\n  qtool run-once in:0:2 -- /usr/local/bin/deliver --quiet\n  qtool run-once out --discard"
     )]
-    RunOnce(RunArgs),
+    RunOnce(RunOnceArgs),
     /// Run a runner until stopped, or supervise all of them with --all
     #[command(
         after_help = "Examples:\n  qtool run in -- /usr/local/libexec/on-post\n  qtool run --all --log-file /var/log/qtool.log"
@@ -181,9 +181,25 @@ pub struct RunArgs {
     /// The runner (a queue name), optionally a slice of it: NAME:SLICE:RANGE
     #[arg(required_unless_present = "all", value_name = "RUNNER[:SLICE:RANGE]")]
     pub runner: Option<String>,
-    /// Supervise every runner of the config with `start: true` (run only)
+    /// Supervise every runner of the config with `start: true`
     #[arg(long, conflicts_with = "runner")]
     pub all: bool,
+    #[command(flatten)]
+    pub common: RunnerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunOnceArgs {
+    /// The runner (a queue name), optionally a slice of it: NAME:SLICE:RANGE
+    #[arg(value_name = "RUNNER[:SLICE:RANGE]")]
+    pub runner: String,
+    #[command(flatten)]
+    pub common: RunnerArgs,
+}
+
+/// What `run` and `run-once` share: the handler, the log, the stop grace.
+#[derive(Debug, Args)]
+pub struct RunnerArgs {
     /// Handler: enqueue each entry to QUEUE
     #[arg(long, value_name = "QUEUE", conflicts_with_all = ["discard", "exec"])]
     pub forward: Option<String>,

@@ -13,7 +13,7 @@ use qtool::runner::{Counts, Event, Runner};
 use qtool::supervisor::{self, Signals, Supervisor, SupervisorLock, EXIT_RESTART};
 
 use super::load_config;
-use crate::cli::{Global, RunArgs};
+use crate::cli::{Global, RunArgs, RunOnceArgs, RunnerArgs};
 use crate::log::{Level, Logger};
 
 /// Parses `NAME[:SLICE:RANGE]` (Mailman's `-r name:slice:range`).
@@ -44,7 +44,7 @@ pub fn parse_runner_spec(text: &str) -> Result<(QueueName, Slice)> {
     Ok((name, slice))
 }
 
-fn handler_spec(a: &RunArgs, config: &Config, name: &QueueName) -> Result<HandlerSpec> {
+fn handler_spec(a: &RunnerArgs, config: &Config, name: &QueueName) -> Result<HandlerSpec> {
     if let Some(q) = &a.forward {
         return Ok(HandlerSpec::Forward(q.parse()?));
     }
@@ -62,11 +62,12 @@ fn handler_spec(a: &RunArgs, config: &Config, name: &QueueName) -> Result<Handle
     })
 }
 
-fn build_runner(a: &RunArgs, config: Arc<Config>, stop: Arc<AtomicBool>) -> Result<Runner> {
-    let spec = a
-        .runner
-        .as_deref()
-        .expect("clap requires RUNNER without --all");
+fn build_runner(
+    spec: &str,
+    a: &RunnerArgs,
+    config: Arc<Config>,
+    stop: Arc<AtomicBool>,
+) -> Result<Runner> {
     let (name, slice) = parse_runner_spec(spec)?;
     let rc = config.runner(name.as_str());
     let handler_spec = handler_spec(a, &config, &name)?;
@@ -141,17 +142,12 @@ fn summary(c: &Counts) -> String {
     )
 }
 
-pub fn run_once(g: &Global, a: RunArgs) -> Result<i32> {
-    if a.all {
-        return Err(Error::usage(
-            "--all goes with `qtool run`",
-            "use `qtool run --all`",
-        ));
-    }
+pub fn run_once(g: &Global, once: RunOnceArgs) -> Result<i32> {
+    let a = &once.common;
     let config = Arc::new(load_config(g)?);
     let stop = Arc::new(AtomicBool::new(false));
     register_stop(&stop)?;
-    let runner = build_runner(&a, config, stop)?;
+    let runner = build_runner(&once.runner, a, config, stop)?;
     let mut log = Logger::new(a.log_file.clone(), g.verbose, g.quiet)?;
     let who = runner_label(&runner);
     let bar = crate::output::progress(Some(0), "entries");
@@ -175,10 +171,11 @@ pub fn run_once(g: &Global, a: RunArgs) -> Result<i32> {
     Ok(0)
 }
 
-pub fn run(g: &Global, a: RunArgs) -> Result<i32> {
-    if a.all {
+pub fn run(g: &Global, run: RunArgs) -> Result<i32> {
+    let a = &run.common;
+    let Some(spec) = run.runner.as_deref() else {
         return supervise(g, a);
-    }
+    };
     let config = Arc::new(load_config(g)?);
     let stop = Arc::new(AtomicBool::new(false));
     register_stop(&stop)?;
@@ -187,7 +184,7 @@ pub fn run(g: &Global, a: RunArgs) -> Result<i32> {
         .map_err(signal_error)?;
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, stop.clone())
         .map_err(signal_error)?;
-    let runner = build_runner(&a, config, stop)?;
+    let runner = build_runner(spec, a, config, stop)?;
     let mut log = Logger::new(a.log_file.clone(), g.verbose, g.quiet)?;
     signal_hook::flag::register(signal_hook::consts::SIGHUP, log.reopen_flag())
         .map_err(signal_error)?;
@@ -235,7 +232,7 @@ fn signal_error(e: std::io::Error) -> Error {
 }
 
 /// `qtool run --all`: the supervisor.
-fn supervise(g: &Global, a: RunArgs) -> Result<i32> {
+fn supervise(g: &Global, a: &RunnerArgs) -> Result<i32> {
     if a.forward.is_some() || a.discard || !a.exec.is_empty() {
         return Err(Error::usage(
             "run --all takes the handlers from the config",
