@@ -1,15 +1,43 @@
 //! qtool: GNU Mailman 3's switchboards and runners as a library.
+//!
+//! The model, in the order a message travels:
+//!
+//! - A **queue** is a directory, `<queue_dir>/<name>`; its name is a [`QueueName`],
+//!   validated before any path is built ([`queue::name`]).
+//! - An **entry** is one file, `<filebase>.pck`, holding a message and its [`Metadata`].
+//!   The [`Filebase`] is `<time>+<sha1>`: the time gives the FIFO order, the digest the
+//!   entry's place in the hash space that [`Slice`]s divide ([`queue::filebase`]).
+//!   The file is qtool's own layout or a Mailman 3 pickle ([`queue::entry`],
+//!   [`queue::mailman`]).
+//! - A [`Switchboard`] owns one queue directory. It enqueues entries durably, alone or
+//!   in a group commit ([`queue::Batch`]); it claims them (`.pck` → locked `.bak`) so
+//!   that concurrent processes never handle the same one; it finishes, puts back or
+//!   preserves them (in `bad`, as `.psv`); and it recovers the `.bak` files of crashed
+//!   processes ([`queue`]).
+//! - A [`runner::Runner`] drains a queue, or a slice of it: it recovers orphans, then
+//!   passes over the ready entries in FIFO order, gives each a `lang`, and hands it to a
+//!   [`handler::Handler`] (a program, another queue, or the bin). Done entries are
+//!   removed, kept ones re-enqueued, failed ones shunted with the reason.
+//! - A [`supervisor::Supervisor`] keeps one runner process per slice alive (`run --all`).
+//! - [`config::Config`] says where the queues are and what each runner does;
+//!   [`admin`] and [`inspect`] are what `unshunt`, `move`, `delete`, `list` and `stats`
+//!   are made of.
+//!
+//! Errors carry the exit code the command-line tool uses ([`error`]). Nothing here
+//! writes to a terminal: runners and the supervisor report [`runner::Event`]s and
+//! [`supervisor::Event`]s, and the caller decides what to print.
 
-pub mod error;
-pub mod metadata;
-pub mod queue;
-
-pub use error::{Error, Result};
-pub use metadata::{Metadata, Value};
 pub mod admin;
 pub mod config;
+pub mod error;
 pub mod fault;
 pub mod handler;
 pub mod inspect;
+pub mod metadata;
+pub mod queue;
 pub mod runner;
 pub mod supervisor;
+
+pub use error::{Error, Result};
+pub use metadata::{Metadata, Value};
+pub use queue::{Filebase, QueueName, Slice, Switchboard};
