@@ -336,12 +336,14 @@ impl Switchboard {
                 });
             }
         };
-        let filebase = Filebase::from_parts(hasher, metadata.listid(), stamp);
+        let filebase = Filebase::from_parts(hasher.clone(), metadata.listid(), stamp);
         Ok(Pending {
             tmp,
             file,
             filebase,
             len,
+            hasher,
+            listid: metadata.listid().to_string(),
         })
     }
 
@@ -619,6 +621,31 @@ impl Switchboard {
         Ok(())
     }
 
+    /// Renames a written temporary file to its entry name, never over an existing
+    /// entry: two processes can stamp the same time, and identical messages of the same
+    /// list then get the same filebase. When the name is taken, the entry is named again
+    /// with a later time.
+    fn commit_one(&self, p: &mut Pending) -> Result<()> {
+        for _ in 0..100 {
+            let dest = self.path_of(&p.filebase, State::Ready);
+            match rename_noreplace(&p.tmp, &dest) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    p.filebase = Filebase::from_parts(p.hasher.clone(), &p.listid, &Stamp::now());
+                }
+                Err(e) => return Err(Error::io("cannot commit entry", &p.tmp, e)),
+            }
+        }
+        Err(Error::new(
+            crate::error::exit::TEMPFAIL,
+            format!(
+                "cannot commit entry {}: every name tried is taken",
+                p.tmp.display()
+            ),
+            "try again",
+        ))
+    }
+
     /// Removes `.pck.tmp` files nobody holds: leftovers of writers that crashed before
     /// their entry became visible.
     fn remove_dead_temps(&self) -> Result<usize> {
@@ -676,6 +703,9 @@ struct Pending {
     file: File,
     filebase: Filebase,
     len: u64,
+    /// SHA-1 of the message alone, to name the entry again should its name be taken.
+    hasher: sha1::Sha1,
+    listid: String,
 }
 
 /// A group commit: many entries written, synced at once, then renamed into place.
@@ -752,14 +782,13 @@ impl Batch<'_> {
         }
         crate::fault::point("enqueue.synced");
         let mut committed = Vec::with_capacity(pending.len());
-        for (i, p) in pending.iter().enumerate() {
-            let dest = self.sb.path_of(&p.filebase, State::Ready);
-            if let Err(e) = fs::rename(&p.tmp, &dest) {
-                let error = Error::io("cannot commit entry", &p.tmp, e);
+        let mut pending = pending;
+        for i in 0..pending.len() {
+            if let Err(error) = self.sb.commit_one(&mut pending[i]) {
                 let _ = sync_dir(&self.sb.dir);
                 return Err(fail(&pending[i..], committed, error));
             }
-            committed.push(p.filebase.clone());
+            committed.push(pending[i].filebase.clone());
         }
         crate::fault::point("enqueue.renamed");
         if let Err(e) = sync_dir(&self.sb.dir) {
@@ -805,6 +834,41 @@ fn sync_files(pending: &[Pending]) -> Result<()> {
     Ok(())
 }
 
+/// Renames `from` to `to` unless `to` exists (`AlreadyExists` then). Uses
+/// `renameat2(RENAME_NOREPLACE)`; where the filesystem lacks it, `link` then `unlink`,
+/// which is as safe (a crash between them leaves an unlocked temp file that recovery
+/// removes, beside the complete entry).
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    };
+    let (cf, ct) = (c(from)?, c(to)?);
+    // SAFETY: two valid NUL-terminated paths relative to the working directory.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            cf.as_ptr(),
+            libc::AT_FDCWD,
+            ct.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
+            fs::hard_link(from, to)?;
+            fs::remove_file(from)
+        }
+        _ => Err(err),
+    }
+}
+
 /// Syncs a directory so renames in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
@@ -834,5 +898,32 @@ fn move_file(src: &Path, dst: &Path) -> Result<()> {
             fs::remove_file(src).at("cannot remove", src)
         }
         Err(e) => Err(Error::io("cannot move", src, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two processes can stamp the same time; with identical messages of the same list
+    /// the filebases are then equal. The second commit must not replace the first entry.
+    #[test]
+    fn a_commit_never_replaces_an_entry_of_the_same_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let sb = Switchboard::new("in".parse().unwrap(), dir.path().join("in"), Format::Native);
+        let mut batch = sb.batch();
+        batch
+            .add(&mut &b"Subject: same\n\nbody\n"[..], Metadata::new())
+            .unwrap();
+        // Another process got there first with the very same name.
+        let taken = batch.pending[0].filebase.clone();
+        let theirs = sb.path_of(&taken, State::Ready);
+        fs::write(&theirs, b"theirs").unwrap();
+        let committed = batch.commit().unwrap();
+        assert_eq!(committed.len(), 1);
+        assert_ne!(committed[0], taken);
+        assert_eq!(fs::read(&theirs).unwrap(), b"theirs");
+        let ours = read_path(&sb.path_of(&committed[0], State::Ready)).unwrap();
+        assert_eq!(ours.message_len(), 20);
     }
 }
