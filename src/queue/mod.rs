@@ -220,6 +220,20 @@ impl Switchboard {
         self.dir.join(format!("{}{}", filebase, state.ext()))
     }
 
+    /// Where to preserve an entry named `filebase` in this (`bad`) queue: `<fb>.psv`, or,
+    /// if an entry of that name is already preserved (a filebase shared across queues),
+    /// a fresh name made from it and the current time, so neither replaces the other.
+    fn preserve_path(&self, filebase: &Filebase) -> PathBuf {
+        let mut path = self.path_of(filebase, State::Preserved);
+        while fs::symlink_metadata(&path).is_ok() {
+            let mut hasher = sha1::Sha1::default();
+            sha1::Digest::update(&mut hasher, filebase.as_str().as_bytes());
+            let fresh = Filebase::from_parts(hasher, "--nolist--", &Stamp::now());
+            path = self.path_of(&fresh, State::Preserved);
+        }
+        path
+    }
+
     /// Creates the queue directory (mode 0770 before umask) if it is missing.
     pub fn create_dir(&self) -> Result<()> {
         if self.created.load(Ordering::Relaxed) || self.dir.is_dir() {
@@ -416,11 +430,10 @@ impl Switchboard {
             Ok(f) => f,
             Err(OpenError::NotRegular) => {
                 bad.create_dir()?;
-                let dest = bad.path_of(filebase, State::Preserved);
-                return match fs::rename(&pck, &dest) {
+                return match move_file(&pck, &bad.preserve_path(filebase)) {
                     Ok(()) => Ok(Claimed::NotRegular),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Claimed::Lost),
-                    Err(e) => Err(Error::io("cannot preserve non-regular entry", &pck, e)),
+                    Err(e) if e.code == crate::error::exit::NOINPUT => Ok(Claimed::Lost),
+                    Err(e) => Err(e),
                 };
             }
             Err(OpenError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
@@ -510,7 +523,7 @@ impl Switchboard {
     /// Moves a claimed entry to `bad` as `.psv`, unchanged.
     pub fn preserve(&self, claim: Claim, bad: &Switchboard) -> Result<PathBuf> {
         bad.create_dir()?;
-        let dest = bad.path_of(&claim.filebase, State::Preserved);
+        let dest = bad.preserve_path(&claim.filebase);
         move_file(&claim.path, &dest)?;
         sync_dir(&bad.dir)?;
         Ok(dest)
@@ -530,7 +543,7 @@ impl Switchboard {
                 Ok(f) => f,
                 Err(OpenError::NotRegular) => {
                     bad.create_dir()?;
-                    move_file(&bak, &bad.path_of(&fb, State::Preserved))?;
+                    move_file(&bak, &bad.preserve_path(&fb))?;
                     report
                         .preserved
                         .push((fb, "not a regular file".to_string()));
@@ -925,5 +938,31 @@ mod tests {
         assert_eq!(fs::read(&theirs).unwrap(), b"theirs");
         let ours = read_path(&sb.path_of(&committed[0], State::Ready)).unwrap();
         assert_eq!(ours.message_len(), 20);
+    }
+
+    /// Two entries with one filebase (in different queues) preserved in `bad`: both
+    /// are kept.
+    #[test]
+    fn preserving_never_replaces_a_preserved_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = Switchboard::new(QueueName::bad(), dir.path().join("bad"), Format::Native);
+        let fb: Filebase = "1000.5+0123456789abcdef0123456789abcdef01234567"
+            .parse()
+            .unwrap();
+        for (i, q) in ["a", "b"].iter().enumerate() {
+            let sb = Switchboard::new(q.parse().unwrap(), dir.path().join(q), Format::Native);
+            sb.create_dir().unwrap();
+            fs::write(sb.path_of(&fb, State::Ready), format!("entry {i}")).unwrap();
+            let Claimed::Got(claim) = sb.claim(&fb, &bad).unwrap() else {
+                panic!("not claimed");
+            };
+            sb.preserve(claim, &bad).unwrap();
+        }
+        let mut kept: Vec<Vec<u8>> = fs::read_dir(bad.dir())
+            .unwrap()
+            .map(|e| fs::read(e.unwrap().path()).unwrap())
+            .collect();
+        kept.sort();
+        assert_eq!(kept, vec![b"entry 0".to_vec(), b"entry 1".to_vec()]);
     }
 }
