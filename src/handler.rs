@@ -91,24 +91,27 @@ impl Handler {
     pub fn dispose(&self, entry: &mut Entry, metadata: &Metadata, cx: &Context) -> Result<Outcome> {
         match self {
             Handler::Discard => Ok(Outcome::Done),
-            Handler::Forward(target) => {
-                match target.enqueue_entry(entry, metadata.clone()) {
-                    Ok(_) => {
-                        crate::fault::point("forward.written");
-                        Ok(Outcome::Done)
-                    }
-                    Err(e) if e.code == crate::error::exit::TEMPFAIL => Ok(Outcome::Deferred(
-                        format!("forward to {} failed: {}", target.name(), e.message),
-                    )),
-                    Err(e) => Ok(Outcome::Failed(format!(
-                        "forward to {} failed: {}",
-                        target.name(),
-                        e.message
-                    ))),
+            Handler::Forward(target) => match target.enqueue_entry(entry, metadata.clone()) {
+                Ok(_) => {
+                    crate::fault::point("forward.written");
+                    Ok(Outcome::Done)
                 }
-            }
+                Err(e) => Ok(forward_failed(target, &e)),
+            },
             Handler::Exec { argv, timeout } => run_exec(argv, *timeout, entry, metadata, cx),
         }
+    }
+}
+
+/// What a forward that could not be written to `target` comes to: a temporary failure
+/// (a full disk, `min_free`) puts the entry back where it was, since the shunt queue is
+/// usually on the same disk; anything else shunts it.
+pub fn forward_failed(target: &Switchboard, e: &Error) -> Outcome {
+    let why = format!("forward to {} failed: {}", target.name(), e.message);
+    if e.code == crate::error::exit::TEMPFAIL {
+        Outcome::Deferred(why)
+    } else {
+        Outcome::Failed(why)
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::error::{exit, Error, Result};
+use crate::error::{Error, Result};
 use crate::handler::{Context, Handler, Outcome};
 use crate::metadata::Value;
 use crate::queue::{Batch, Claim, Claimed, Filebase, Recovery, Slice, Switchboard};
@@ -188,7 +188,11 @@ impl Runner {
                 self.queue.put_back(claim)?;
                 counts.deferred += 1;
                 let why = error.as_ref().map_or(String::new(), |e| e.message.clone());
-                log(Event::Deferred(&fb, &format!("forward failed: {why}")));
+                let target = f.batch.switchboard().name();
+                log(Event::Deferred(
+                    &fb,
+                    &format!("forward to {target} failed: {why}"),
+                ));
             }
         }
         Ok(())
@@ -244,16 +248,7 @@ impl Runner {
                             }
                             return Ok(());
                         }
-                        Err(e) if e.code == exit::TEMPFAIL => {
-                            self.queue.put_back(claim)?;
-                            counts.deferred += 1;
-                            log(Event::Deferred(
-                                fb,
-                                &format!("forward failed: {}", e.message),
-                            ));
-                            return Ok(());
-                        }
-                        Err(e) => Outcome::Failed(format!("forward failed: {}", e.message)),
+                        Err(e) => crate::handler::forward_failed(f.batch.switchboard(), &e),
                     }
                 } else {
                     let cx = Context {

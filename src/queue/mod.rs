@@ -765,6 +765,11 @@ impl Batch<'_> {
         self.pending.len()
     }
 
+    /// The queue this batch writes to.
+    pub fn switchboard(&self) -> &Switchboard {
+        self.sb
+    }
+
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
     }

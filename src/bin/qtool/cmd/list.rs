@@ -4,7 +4,7 @@
 use comfy_table::Color;
 use qtool::error::Result;
 use qtool::inspect::{self, Listing};
-use qtool::queue::{QueueName, State};
+use qtool::queue::State;
 
 use super::{load_config, parse_age};
 use crate::cli::{Global, ListArgs, ListFormat};
@@ -12,11 +12,7 @@ use crate::output::{coloured, human_age, now, print_table, table};
 
 pub fn run(g: &Global, a: ListArgs) -> Result<i32> {
     let config = load_config(g)?;
-    let queues: Vec<QueueName> = if a.queues.is_empty() {
-        inspect::queue_names(&config.queue_dir)?
-    } else {
-        a.queues.iter().map(|q| q.parse()).collect::<Result<_>>()?
-    };
+    let queues = super::queues_or_all(&config, &a.queues)?;
     let older = a.older_than.as_deref().map(parse_age).transpose()?;
     let now = now();
     let mut rows: Vec<Listing> = Vec::new();

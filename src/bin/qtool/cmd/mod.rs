@@ -63,6 +63,15 @@ pub fn switchboard(config: &Config, name: &str) -> Result<Switchboard> {
     Ok(config.switchboard(&name))
 }
 
+/// The queues named on the command line (validated), or every queue under `queue_dir`.
+pub fn queues_or_all(config: &Config, names: &[String]) -> Result<Vec<QueueName>> {
+    if names.is_empty() {
+        qtool::inspect::queue_names(&config.queue_dir)
+    } else {
+        names.iter().map(|q| q.parse()).collect()
+    }
+}
+
 /// The `bad` switchboard of this configuration.
 pub fn bad(config: &Config) -> Switchboard {
     config.switchboard(&QueueName::bad())

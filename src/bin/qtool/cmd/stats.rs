@@ -3,7 +3,6 @@
 
 use qtool::error::Result;
 use qtool::inspect::{self, AGE_BUCKETS};
-use qtool::queue::QueueName;
 
 use super::load_config;
 use crate::cli::{Global, StatsArgs, TableFormat};
@@ -11,11 +10,7 @@ use crate::output::{human_age, now, print_table, table};
 
 pub fn run(g: &Global, a: StatsArgs) -> Result<i32> {
     let config = load_config(g)?;
-    let queues: Vec<QueueName> = if a.queues.is_empty() {
-        inspect::queue_names(&config.queue_dir)?
-    } else {
-        a.queues.iter().map(|q| q.parse()).collect::<Result<_>>()?
-    };
+    let queues = super::queues_or_all(&config, &a.queues)?;
     let now = now();
     let stats = queues
         .iter()
