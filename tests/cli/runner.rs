@@ -263,9 +263,7 @@ fn handler_killed_by_a_signal_is_a_failure() {
     env.enqueue("in", SEED, &[]);
     ok(&run_once(&env, &["in", "--", p(&h)]));
     assert!(env.files("in").is_empty(), "{:?}", env.files("in"));
-    let s = only_entry(&env, "shunt");
-    let text = dump(&env, "shunt", &s, &[]);
-    let reason = dump_value(&text, "shunt_reason").expect("shunt_reason");
+    let (reason, _) = shunted(&env);
     assert!(reason.contains("signal"), "{reason}");
 }
 
@@ -277,9 +275,7 @@ fn handler_that_cannot_start_is_a_failure() {
     let out = run_once(&env, &["in", "--", p(&missing)]);
     ok(&out);
     assert!(env.files("in").is_empty(), "{:?}", env.files("in"));
-    let s = only_entry(&env, "shunt");
-    let text = dump(&env, "shunt", &s, &[]);
-    let reason = dump_value(&text, "shunt_reason").expect("shunt_reason");
+    let (reason, _) = shunted(&env);
     assert!(reason.contains("no-such-program"), "{reason}");
 }
 
@@ -465,9 +461,7 @@ fn handler_past_its_timeout_is_shunted() {
     let out = run_once(&env, &["-C", p(&cfg), "in", "--", p(&h)]);
     ok(&out);
     assert!(env.files("in").is_empty(), "{:?}", env.files("in"));
-    let s = only_entry(&env, "shunt");
-    let text = dump(&env, "shunt", &s, &[]);
-    let reason = dump_value(&text, "shunt_reason").expect("shunt_reason");
+    let (reason, text) = shunted(&env);
     assert!(reason.contains("timed out"), "{reason}");
     assert_eq!(dump_value(&text, "whichq").as_deref(), Some("in"));
 }
@@ -700,9 +694,7 @@ fn a_forward_that_fails_is_shunted_with_the_reason() {
     ok(&out);
     assert!(stderr(&out).contains(&fb), "{}", stderr(&out));
     assert!(env.files("in").is_empty(), "{:?}", env.files("in"));
-    let s = only_entry(&env, "shunt");
-    let text = dump(&env, "shunt", &s, &[]);
-    let reason = dump_value(&text, "shunt_reason").expect("shunt_reason");
+    let (reason, text) = shunted(&env);
     assert!(reason.contains("out"), "{reason}");
     assert_eq!(dump_value(&text, "whichq").as_deref(), Some("in"));
 }
@@ -770,9 +762,7 @@ fn a_handler_with_a_flood_of_stderr_is_shunted_with_its_last_line() {
     env.enqueue("in", SEED, &[]);
     let out = run_bounded(&env, &["run-once", "in", "--", p(&h)], 30);
     ok(&out);
-    let s = only_entry(&env, "shunt");
-    let text = dump(&env, "shunt", &s, &[]);
-    let reason = dump_value(&text, "shunt_reason").expect("shunt_reason");
+    let (reason, _) = shunted(&env);
     assert!(reason.contains("handler exited 4: final words"), "{reason}");
 }
 
@@ -828,4 +818,12 @@ fn enqueues_never_fail_while_runners_start() {
     // Nothing printed was lost.
     let queued = entries(&env, "in", ".pck").len() + entries(&env, "out", ".pck").len();
     assert_eq!(queued, printed);
+}
+
+/// The only entry in `shunt`: its `shunt_reason` and its whole dump.
+fn shunted(env: &Env) -> (String, String) {
+    let s = only_entry(env, "shunt");
+    let text = dump(env, "shunt", &s, &[]);
+    let reason = dump_value(&text, "shunt_reason").expect("shunt_reason");
+    (reason, text)
 }
