@@ -37,7 +37,7 @@ fn targets(sb: &Switchboard, named: &[Filebase]) -> Result<Vec<Filebase>> {
 
 /// Claims `fb` for a manual operation; an entry held by a runner is refused.
 fn claim_for_admin(sb: &Switchboard, bad: &Switchboard, fb: &Filebase) -> Result<Claim> {
-    let claimed = match sb.locate(fb) {
+    let claimed = match sb.locate(fb)? {
         // Preserved entries (in `bad`) can be deleted or moved out by hand too.
         Some(State::Preserved) => sb.claim_preserved(fb)?,
         _ => sb.claim(fb, bad)?,
@@ -47,11 +47,11 @@ fn claim_for_admin(sb: &Switchboard, bad: &Switchboard, fb: &Filebase) -> Result
         Claimed::NotRegular => Err(Error::data(
             format!(
                 "{fb} is not a regular file; it was moved to {}",
-                bad.dir().display()
+                bad.location()
             ),
             "",
         )),
-        Claimed::Lost => Err(match sb.locate(fb) {
+        Claimed::Lost => Err(match sb.locate(fb)? {
             Some(State::Claimed) => Error::new(
                 exit::TEMPFAIL,
                 format!("{fb} in {} is claimed by a running process", sb.name()),
@@ -89,11 +89,9 @@ pub fn unshunt(config: &Config, named: &[Filebase], discard: bool) -> Result<Vec
             Ok(e) => e,
             Err(mut e) => {
                 // Name the file where the entry is left, not where it was read.
-                let (bak, pck) = (claim.path().to_path_buf(), shunt.path_of(&fb, State::Ready));
+                let (bak, pck) = (claim.location(), shunt.entry_location(&fb, State::Ready));
                 shunt.put_back(claim)?;
-                e.message = e
-                    .message
-                    .replace(&*bak.to_string_lossy(), &pck.to_string_lossy());
+                e.message = e.message.replace(&bak, &pck);
                 report.push(Done::Skipped(fb, e));
                 continue;
             }

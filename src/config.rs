@@ -7,11 +7,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{exit, Error, Result};
+use crate::queue::redis::{is_redis_url, RedisQueue, Server};
 use crate::queue::{Format, QueueName, Switchboard};
 
 /// Where the configuration is looked for when neither `-C` nor `QTOOL_CONFIG` names one.
 pub const SEARCH_PATH: [&str; 2] = ["./qtool.yaml", "/etc/qtool/qtool.yaml"];
 pub const DEFAULT_QUEUE_DIR: &str = "/var/spool/qtool";
+/// How long a claimed Redis entry may go without a sign of life from its holder.
+pub const DEFAULT_CLAIM_TIMEOUT: Duration = Duration::from_secs(60);
 /// The largest configuration file read.
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
@@ -27,6 +30,11 @@ pub struct Config {
     pub queue_format: Format,
     /// Refuse enqueues when the queue's filesystem has less free space (bytes).
     pub min_free: Option<u64>,
+    /// Redis queues: how long a claimed entry may go without a sign of life from its
+    /// holder before another runner recovers it.
+    pub claim_timeout: Duration,
+    /// The Redis servers this process talks to, one connection each.
+    servers: std::sync::Arc<std::sync::Mutex<Vec<std::sync::Arc<Server>>>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -81,6 +89,8 @@ impl Default for Config {
             runners: BTreeMap::new(),
             queue_format: Format::Native,
             min_free: None,
+            claim_timeout: DEFAULT_CLAIM_TIMEOUT,
+            servers: Default::default(),
         }
     }
 }
@@ -161,6 +171,13 @@ impl Config {
                         _ => return Err(bad(key, "expected `native` or `mailman`")),
                     }
                 }
+                "claim_timeout" => {
+                    config.claim_timeout = string(&v)
+                        .as_deref()
+                        .and_then(parse_duration)
+                        .filter(|d| *d >= Duration::from_secs(1))
+                        .ok_or_else(|| bad(key, "expected a duration of at least 1s, such as 60s or 5m"))?
+                }
                 "min_free" => {
                     config.min_free = Some(
                         parse_size(&v).ok_or_else(|| bad(key, "expected a size such as 100M or 1G"))?,
@@ -223,7 +240,7 @@ impl Config {
                 other => {
                     return Err(bad(
                         other,
-                        "unknown key (known: queue_dir, default_language, lists, runners, queue_format, min_free)",
+                        "unknown key (known: queue_dir, default_language, lists, runners, queue_format, min_free, claim_timeout)",
                     ))
                 }
             }
@@ -238,14 +255,72 @@ impl Config {
     }
 
     /// The switchboard of queue `name`: at the runner's `path` if the config gives one,
-    /// else `<queue_dir>/<name>`, writing entries in the configured format.
+    /// else in `queue_dir` (`<queue_dir>/<name>`, or on the Redis server it names),
+    /// writing entries in the configured format.
     pub fn switchboard(&self, name: &QueueName) -> Switchboard {
-        let dir = self
+        let location = match self.runners.get(name.as_str()).and_then(|r| r.path.clone()) {
+            Some(path) => path,
+            None if self.is_redis() => self.queue_dir.clone(),
+            None => name.dir_in(&self.queue_dir),
+        };
+        let text = location.to_string_lossy();
+        if is_redis_url(&text) {
+            let queue = RedisQueue::new(
+                name.clone(),
+                self.server(&text),
+                self.runner(name.as_str()).instances,
+                self.claim_timeout,
+            );
+            return Switchboard::on_redis(queue);
+        }
+        Switchboard::new(name.clone(), location, self.queue_format).with_min_free(self.min_free)
+    }
+
+    /// True when `queue_dir` names a Redis server.
+    pub fn is_redis(&self) -> bool {
+        is_redis_url(&self.queue_dir.to_string_lossy())
+    }
+
+    /// The connection to the Redis server at `url`, shared by every queue on it.
+    fn server(&self, url: &str) -> std::sync::Arc<Server> {
+        let mut servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
+        let server = Server::new(url);
+        if let Some(s) = servers.iter().find(|s| s.url() == server.url()) {
+            return s.clone();
+        }
+        let server = std::sync::Arc::new(server);
+        servers.push(server.clone());
+        server
+    }
+
+    /// The queues in `queue_dir`: its subdirectories with valid queue names, or the
+    /// queues recorded on its Redis server.
+    pub fn queue_names(&self) -> Result<Vec<QueueName>> {
+        if self.is_redis() {
+            let server = self.server(&self.queue_dir.to_string_lossy());
+            return RedisQueue::queue_names(&server);
+        }
+        crate::inspect::queue_names(&self.queue_dir)
+    }
+
+    /// Checks the queue locations: a `redis://` one must be a valid Redis URL (78).
+    pub fn check_locations(&self) -> Result<()> {
+        let runner_paths = self
             .runners
-            .get(name.as_str())
-            .and_then(|r| r.path.clone())
-            .unwrap_or_else(|| name.dir_in(&self.queue_dir));
-        Switchboard::new(name.clone(), dir, self.queue_format).with_min_free(self.min_free)
+            .iter()
+            .filter_map(|(n, r)| Some((n.as_str(), r.path.as_ref()?)));
+        for (what, path) in std::iter::once(("queue_dir", &self.queue_dir)).chain(runner_paths) {
+            let text = path.to_string_lossy();
+            if is_redis_url(&text) {
+                crate::queue::redis::check_url(&text).map_err(|e| {
+                    Error::config(
+                        format!("{what}: {text}: {e}"),
+                        "give a directory, or redis://HOST:PORT/DB",
+                    )
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// The language for entries of `listid` (SPEC §3 step 3): the list's preferred

@@ -59,6 +59,8 @@ pub struct Context<'a> {
     /// Set when the runner is asked to stop; a running handler then gets `grace`.
     pub stop: &'a AtomicBool,
     pub grace: Duration,
+    /// Called while a handler runs, to tell the queue its holder is alive.
+    pub keep_alive: &'a dyn Fn(),
 }
 
 impl Handler {
@@ -307,6 +309,7 @@ fn run_exec(
                 break Ending::Stopped;
             }
         }
+        (cx.keep_alive)();
         std::thread::sleep(poll_interval(started.elapsed()));
     };
     // Whatever the handler left running in its group goes with it.

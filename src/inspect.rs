@@ -31,6 +31,21 @@ pub struct Listing {
 }
 
 impl Listing {
+    fn new(sb: &Switchboard, fb: &crate::queue::Filebase, state: State, now: f64) -> Listing {
+        Listing {
+            queue: sb.name().to_string(),
+            filebase: fb.to_string(),
+            state,
+            age: (now - fb.time()).max(0.0),
+            size: 0,
+            listid: None,
+            from: None,
+            subject: None,
+            reason: None,
+            whichq: None,
+        }
+    }
+
     /// Takes the listed keys' values from an entry's metadata.
     fn fill(&mut self, fields: impl IntoIterator<Item = (&'static str, crate::Value)>, now: f64) {
         for (key, value) in fields {
@@ -70,6 +85,9 @@ pub fn queue_names(queue_dir: &Path) -> Result<Vec<QueueName>> {
 /// Lists a queue's entries in FIFO order, reading only the head of each, on every
 /// core. An entry that cannot be read is still listed, with the reason.
 pub fn list(sb: &Switchboard, now: f64) -> Result<(Vec<Listing>, Vec<String>)> {
+    let Some(dir) = sb.as_dir() else {
+        return list_redis(sb, now);
+    };
     let scan = sb.scan(None, Slice::ALL)?;
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -83,7 +101,7 @@ pub fn list(sb: &Switchboard, now: f64) -> Result<(Vec<Listing>, Vec<String>)> {
                 scope.spawn(move || {
                     let mut buf = Vec::with_capacity(HEAD_BYTES + 4096);
                     part.iter()
-                        .map(|(fb, state)| list_one(sb, fb, *state, now, &mut buf))
+                        .map(|(fb, state)| list_one(sb, dir, fb, *state, now, &mut buf))
                         .collect::<Vec<_>>()
                 })
             })
@@ -104,24 +122,14 @@ pub fn list(sb: &Switchboard, now: f64) -> Result<(Vec<Listing>, Vec<String>)> {
 /// One row of `list`; `None` when the entry went away meanwhile.
 fn list_one(
     sb: &Switchboard,
+    dir: &crate::queue::dir::DirQueue,
     fb: &crate::queue::Filebase,
     state: State,
     now: f64,
     buf: &mut Vec<u8>,
 ) -> Option<Listing> {
-    let path = sb.path_of(fb, state);
-    let mut row = Listing {
-        queue: sb.name().to_string(),
-        filebase: fb.to_string(),
-        state,
-        age: (now - fb.time()).max(0.0),
-        size: 0,
-        listid: None,
-        from: None,
-        subject: None,
-        reason: None,
-        whichq: None,
-    };
+    let path = dir.path_of(fb, state);
+    let mut row = Listing::new(sb, fb, state, now);
     // The fast path: qtool's own layout, whose metadata has one `key: value` line per
     // key, read from the first 32 KiB of the file.
     match read_native_head(&path, buf) {
@@ -152,6 +160,32 @@ fn list_one(
         Err(e) => row.reason = Some(format!("unreadable: {}", e.message)),
     }
     Some(row)
+}
+
+/// `list` of a queue on Redis: each entry's metadata and the head of its message, a
+/// page of entries per round trip.
+fn list_redis(sb: &Switchboard, now: f64) -> Result<(Vec<Listing>, Vec<String>)> {
+    let redis = sb.as_redis().expect("a queue on Redis");
+    let (heads, strays) = redis.heads(HEAD_BYTES)?;
+    let rows = heads
+        .into_iter()
+        .map(|h| {
+            let mut row = Listing::new(sb, &h.filebase, h.state, now);
+            row.size = h.size;
+            match crate::metadata::from_yaml(&h.meta, &row.filebase) {
+                Ok(meta) => {
+                    let fields = LIST_KEYS
+                        .iter()
+                        .filter_map(|k| Some((*k, meta.get(k)?.clone())));
+                    row.fill(fields, now);
+                }
+                Err(e) => row.reason = Some(format!("unreadable: {}", e.message)),
+            }
+            (row.from, row.subject) = headers(&h.head);
+            row
+        })
+        .collect();
+    Ok((rows, strays))
 }
 
 /// What [`read_native_head`] found: the file size, the listed keys' values, and where
@@ -274,15 +308,19 @@ pub fn stats(sb: &Switchboard, now: f64) -> Result<QueueStats> {
         strays: scan.strays.len(),
         ..QueueStats::default()
     };
-    for (fb, state) in &scan.entries {
+    for (i, (fb, state)) in scan.entries.iter().enumerate() {
         match state {
             State::Ready => st.ready += 1,
             State::Claimed => st.claimed += 1,
             State::Preserved => st.preserved += 1,
         }
-        st.bytes += fs::symlink_metadata(sb.path_of(fb, *state))
-            .map(|m| m.len())
-            .unwrap_or(0);
+        st.bytes += match (scan.sizes.get(i), sb.as_dir()) {
+            (Some(size), _) => *size,
+            (None, Some(dir)) => fs::symlink_metadata(dir.path_of(fb, *state))
+                .map(|m| m.len())
+                .unwrap_or(0),
+            (None, None) => 0,
+        };
         let age = (now - fb.time()).max(0.0);
         st.oldest = Some(st.oldest.map_or(age, |o: f64| o.max(age)));
         let minutes = age / 60.0;

@@ -40,6 +40,8 @@ pub enum Event<'a> {
     Deferred(&'a Filebase, &'a str),
     /// Shunting failed too: preserved in `bad`.
     ShuntFailed(&'a Filebase, &'a str),
+    /// A temporary failure (the queue unreachable): trying again after this pause.
+    Retrying(&'a str, Duration),
 }
 
 /// Counts of one pass (or of a whole run).
@@ -136,11 +138,17 @@ impl Runner {
     /// order, until the pass ends or a stop is requested.
     pub fn one_pass(&self, log: &mut dyn FnMut(Event)) -> Result<Counts> {
         let mut counts = Counts::default();
-        let scan = self.queue.ready(self.slice)?;
-        for stray in &scan.strays {
+        // A backend that claims ahead (Redis) claims one at a time for a program that
+        // may take long, so an entry never waits claimed behind a slow one.
+        let prefetch = match &self.handler {
+            Handler::Exec { .. } => 1,
+            _ => 64,
+        };
+        let mut pass = self.queue.pass(self.slice, prefetch)?;
+        for stray in &pass.strays {
             log(Event::Stray(&stray.to_string_lossy()));
         }
-        log(Event::Pass(scan.entries.len()));
+        log(Event::Pass(pass.len()));
         let mut forwarding = match &self.handler {
             Handler::Forward(target) => Some(Forwarding {
                 batch: target.batch(),
@@ -148,11 +156,11 @@ impl Runner {
             }),
             _ => None,
         };
-        for (fb, _) in scan.entries {
-            if self.stop.load(Ordering::Relaxed) {
+        while !self.stop.load(Ordering::Relaxed) {
+            let Some((fb, claimed)) = pass.next_claim(&self.bad)? else {
                 break;
-            }
-            self.process_one(&fb, &mut forwarding, &mut counts, log)?;
+            };
+            self.process_one(&fb, claimed, &mut forwarding, &mut counts, log)?;
         }
         if let Some(f) = &mut forwarding {
             self.flush_forwards(f, &mut counts, log)?;
@@ -201,11 +209,12 @@ impl Runner {
     fn process_one(
         &self,
         fb: &Filebase,
+        claimed: Claimed,
         forwarding: &mut Option<Forwarding>,
         counts: &mut Counts,
         log: &mut dyn FnMut(Event),
     ) -> Result<()> {
-        let claim = match self.queue.claim(fb, &self.bad)? {
+        let claim = match claimed {
             Claimed::Got(c) => c,
             Claimed::Lost => {
                 counts.skipped += 1;
@@ -238,7 +247,9 @@ impl Runner {
                     // Forwards are written now and committed together.
                     let added = entry
                         .message()
-                        .map_err(|e| Error::io("cannot read", claim.path(), e))
+                        .map_err(|e| {
+                            Error::io("cannot read", std::path::Path::new(&claim.location()), e)
+                        })
                         .and_then(|mut msg| f.batch.add(&mut msg, meta.clone()));
                     match added {
                         Ok(()) => {
@@ -251,11 +262,13 @@ impl Runner {
                         Err(e) => crate::handler::forward_failed(f.batch.switchboard(), &e),
                     }
                 } else {
+                    let keep_alive = || self.queue.keep_alive(&claim);
                     let cx = Context {
                         queue: self.queue.name().as_str(),
                         filebase: fb,
                         stop: &self.stop,
                         grace: self.grace,
+                        keep_alive: &keep_alive,
                     };
                     // A handler that could not even be set up (no room for its metadata
                     // file, say) leaves the entry as it was, to be tried again.
@@ -323,21 +336,52 @@ impl Runner {
 
     /// Passes until stopped (Mailman's `run`): after a pass that disposed of nothing it
     /// sleeps `sleep_time`, waking early for a stop.
+    ///
+    /// A temporary failure (75: Redis unreachable, say) does not end the run: it is
+    /// reported, and the runner tries again after a pause that doubles up to a minute.
+    /// On Redis, where a dead runner's entries wait for the claim timeout, recovery
+    /// runs again every half claim timeout.
     pub fn run(&self, log: &mut dyn FnMut(Event)) -> Result<Counts> {
-        self.queue.create_dir()?;
-        let mut total = self.recover(log)?;
+        let mut total = Counts::default();
+        let mut backoff = Duration::ZERO;
+        let mut recovered_at: Option<Instant> = None;
+        let every = self.queue.recovery_interval();
         while !self.stop.load(Ordering::Relaxed) {
-            let counts = self.one_pass(log)?;
-            total.add(&counts);
-            if counts.progressed() == 0 {
-                self.snooze();
+            let step = (|| {
+                let mut counts = Counts::default();
+                let due = match recovered_at {
+                    None => true,
+                    Some(at) => every.is_some_and(|e| at.elapsed() >= e),
+                };
+                if due {
+                    self.queue.create()?;
+                    counts.add(&self.recover(log)?);
+                    recovered_at = Some(Instant::now());
+                }
+                counts.add(&self.one_pass(log)?);
+                Ok::<_, Error>(counts)
+            })();
+            match step {
+                Ok(counts) => {
+                    backoff = Duration::ZERO;
+                    total.add(&counts);
+                    if counts.progressed() == 0 {
+                        self.snooze(self.sleep_time);
+                    }
+                }
+                Err(e) if e.code == crate::error::exit::TEMPFAIL => {
+                    backoff = (backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+                    log(Event::Retrying(&e.message, backoff));
+                    self.snooze(backoff);
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(total)
     }
 
-    fn snooze(&self) {
-        let until = Instant::now() + self.sleep_time;
+    fn snooze(&self, time: Duration) {
+        let until = Instant::now() + time;
         while !self.stop.load(Ordering::Relaxed) {
             let now = Instant::now();
             if now >= until {

@@ -31,9 +31,9 @@ pub enum Format {
 #[derive(Debug)]
 enum Body {
     /// In the entry file from `offset` to its end.
-    File { offset: u64, len: u64 },
-    /// Decoded from a Mailman pickle.
-    Memory(Vec<u8>),
+    File { file: File, offset: u64, len: u64 },
+    /// Decoded from a Mailman pickle, or fetched from Redis.
+    Memory(std::sync::Arc<Vec<u8>>),
 }
 
 /// An opened entry: its metadata, and its message ready to stream.
@@ -46,7 +46,6 @@ pub struct Entry {
     /// For a Mailman text message, Python's `len()` of it (what Mailman's dequeue
     /// stores as `original_size`).
     original_size: Option<usize>,
-    file: File,
     body: Body,
 }
 
@@ -104,8 +103,7 @@ impl Entry {
                 format: Format::Mailman,
                 message_was_text: decoded.message_was_text,
                 original_size: decoded.original_size,
-                file,
-                body: Body::Memory(decoded.message),
+                body: Body::Memory(std::sync::Arc::new(decoded.message)),
             });
         }
         Err(Error::data(
@@ -150,11 +148,22 @@ impl Entry {
             format: Format::Native,
             message_was_text: false,
             original_size: None,
-            file,
             body: Body::File {
+                file,
                 offset,
                 len: total.saturating_sub(offset),
             },
+        })
+    }
+
+    /// A native entry held in memory (Redis): its metadata as YAML, and its message.
+    pub fn from_memory(yaml: &[u8], message: std::sync::Arc<Vec<u8>>, what: &str) -> Result<Entry> {
+        Ok(Entry {
+            metadata: metadata::from_yaml(yaml, what)?,
+            format: Format::Native,
+            message_was_text: false,
+            original_size: None,
+            body: Body::Memory(message),
         })
     }
 
@@ -184,11 +193,12 @@ impl Entry {
     /// A reader over the message bytes.
     pub fn message(&mut self) -> io::Result<Box<dyn Read + Send + '_>> {
         match &self.body {
-            Body::File { offset, len } => {
-                self.file.seek(SeekFrom::Start(*offset))?;
+            Body::File { file, offset, len } => {
+                let mut file: &File = file;
+                file.seek(SeekFrom::Start(*offset))?;
                 Ok(Box::new(BufReader::with_capacity(
                     64 * 1024,
-                    (&self.file).take(*len),
+                    file.take(*len),
                 )))
             }
             Body::Memory(m) => Ok(Box::new(io::Cursor::new(m.as_slice()))),
@@ -201,8 +211,8 @@ impl Entry {
     /// Mailman file an anonymous in-memory file.
     pub fn message_file(&mut self) -> io::Result<File> {
         match &self.body {
-            Body::File { offset, .. } => {
-                let mut f = self.file.try_clone()?;
+            Body::File { file, offset, .. } => {
+                let mut f = file.try_clone()?;
                 f.seek(SeekFrom::Start(*offset))?;
                 Ok(f)
             }
@@ -215,7 +225,7 @@ impl Entry {
                 }
                 // SAFETY: a fresh descriptor nobody else owns.
                 let mut f = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-                f.write_all(m)?;
+                f.write_all(m.as_slice())?;
                 f.seek(SeekFrom::Start(0))?;
                 Ok(f)
             }
@@ -227,10 +237,6 @@ impl Entry {
         let mut out = Vec::new();
         self.message()?.take(limit as u64).read_to_end(&mut out)?;
         Ok(out)
-    }
-
-    pub fn file(&self) -> &File {
-        &self.file
     }
 }
 

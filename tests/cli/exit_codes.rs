@@ -353,10 +353,10 @@ fn a_closed_pipe_ends_listing_quietly() {
     }
 }
 
-/// A Redis URL as queue_dir is refused with 78 until that backend exists, instead of
-/// becoming a local directory named `redis:`.
+/// A Redis queue_dir whose server cannot be reached is a temporary failure (75) that
+/// names the server, and never becomes a local directory named `redis:`.
 #[test]
-fn a_redis_queue_dir_is_refused_not_created() {
+fn an_unreachable_redis_is_a_temporary_failure() {
     let env = Env::new();
     let out = run_with(
         {
@@ -364,10 +364,23 @@ fn a_redis_queue_dir_is_refused_not_created() {
             c.current_dir(env.root());
             c
         },
-        &["-d", "redis://127.0.0.1:6379/0", "enqueue", "in"],
+        &["-d", "redis://127.0.0.1:1/0", "enqueue", "in"],
         SEED,
     );
-    assert_error(&out, 78);
-    assert!(stderr(&out).contains("redis://127.0.0.1:6379/0"));
+    assert_error(&out, 75);
+    assert!(
+        stderr(&out).contains("redis://127.0.0.1:1/0"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!env.root().join("redis:").exists());
+}
+
+/// A malformed Redis URL is a configuration error (78).
+#[test]
+fn a_malformed_redis_url_is_a_config_error() {
+    let env = Env::new();
+    let out = env.run(&["-d", "redis://127.0.0.1:notaport/0", "list"], b"");
+    assert_error(&out, 78);
+    assert!(stderr(&out).contains("notaport"), "{}", stderr(&out));
 }

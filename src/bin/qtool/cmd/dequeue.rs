@@ -35,7 +35,7 @@ pub fn run(g: &Global, a: DequeueArgs) -> Result<i32> {
                     return Err(Error::data(
                         format!(
                             "entry {fb} is not a regular file; it was moved to {}",
-                            bad.dir().display()
+                            bad.location()
                         ),
                         "",
                     ))
@@ -58,7 +58,8 @@ pub fn run(g: &Global, a: DequeueArgs) -> Result<i32> {
 
 fn not_ready(sb: &Switchboard, fb: &Filebase) -> Error {
     match sb.locate(fb) {
-        Some(State::Claimed) => Error::new(
+        Err(e) => e,
+        Ok(Some(State::Claimed)) => Error::new(
             exit::TEMPFAIL,
             format!(
                 "entry {fb} in queue {} is claimed by another process",
@@ -80,7 +81,9 @@ fn write_out(claim: &Claim, a: &DequeueArgs) -> Result<()> {
         let text = metadata::to_yaml(&entry.dequeued_metadata());
         write_file(path, &mut text.as_bytes())?;
     }
-    let mut message = entry.message().at("cannot read", claim.path())?;
+    let mut message = entry
+        .message()
+        .at("cannot read", std::path::Path::new(&claim.location()))?;
     match &a.output {
         Some(path) if path.as_os_str() != "-" => write_file(path, &mut message),
         _ => {

@@ -45,15 +45,7 @@ pub fn load_config(g: &Global) -> Result<Config> {
     if let Some(dir) = &g.queue_dir {
         config.queue_dir = dir.clone();
     }
-    if config.queue_dir.to_string_lossy().starts_with("redis://") {
-        return Err(qtool::Error::config(
-            format!(
-                "queue_dir {}: the Redis Streams backend is not available in this version",
-                config.queue_dir.display()
-            ),
-            "give queue_dir a directory path",
-        ));
-    }
+    config.check_locations()?;
     Ok(config)
 }
 
@@ -66,7 +58,7 @@ pub fn switchboard(config: &Config, name: &str) -> Result<Switchboard> {
 /// The queues named on the command line (validated), or every queue under `queue_dir`.
 pub fn queues_or_all(config: &Config, names: &[String]) -> Result<Vec<QueueName>> {
     if names.is_empty() {
-        qtool::inspect::queue_names(&config.queue_dir)
+        config.queue_names()
     } else {
         names.iter().map(|q| q.parse()).collect()
     }

@@ -132,6 +132,10 @@ fn log_event(log: &mut Logger, who: &str, event: Event) {
             Level::Error,
             &format!("{who}: SHUNTING FAILED, preserving original entry {fb} in bad: {why}"),
         ),
+        Event::Retrying(why, pause) => log.log(
+            Level::Error,
+            &format!("{who}: {why}; trying again in {}s", pause.as_secs()),
+        ),
     }
 }
 
@@ -240,7 +244,13 @@ fn supervise(g: &Global, a: &RunnerArgs) -> Result<i32> {
         ));
     }
     let config = load_config(g)?;
-    let lock = SupervisorLock::acquire(&config.queue_dir)?;
+    // One supervisor per queue directory; on Redis, one per host may run for the same
+    // server (that is the point), and the consumer groups keep their runners apart.
+    let lock = if config.is_redis() {
+        None
+    } else {
+        Some(SupervisorLock::acquire(&config.queue_dir)?)
+    };
     let signals = Signals::default();
     for (sig, flag) in [
         (signal_hook::consts::SIGTERM, &signals.stop),
@@ -293,10 +303,14 @@ fn supervise(g: &Global, a: &RunnerArgs) -> Result<i32> {
     log.log(
         Level::Info,
         &format!(
-            "supervisor started for {} ({} runner processes; lock {})",
+            "supervisor started for {} ({} runner processes; {})",
             config.queue_dir.display(),
             sup.slots.len(),
-            lock.path.display()
+            lock.as_ref()
+                .map_or("no lock: a Redis queue_dir".to_string(), |l| format!(
+                    "lock {}",
+                    l.path.display()
+                ))
         ),
     );
     let code = sup.run(&signals, &mut |e| {

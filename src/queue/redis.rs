@@ -1,0 +1,1487 @@
+//! The Redis Streams backend: the same queues, entries and guarantees on a Redis server
+//! that runners on many hosts share.
+//!
+//! # Mapping
+//! - A queue is `S` streams, `qtool:{<queue>.<i>}` for `i` in `0..S`, each with its
+//!   consumer group `qtool`. `S` is the queue's `instances` when the queue is first
+//!   used, recorded in `qtool:{<queue>}:streams` and used from then on (so changing
+//!   `instances` never strands entries). The hash tag `{<queue>.<i>}` puts each stream
+//!   and its helper keys in one Redis Cluster slot, and the slices of a queue in
+//!   different slots. An entry goes to the stream of its filebase's slice of the hash
+//!   space; runner slice `k` of `N` reads the streams that overlap its slice.
+//! - An entry is a stream entry with the fields `fb` (its filebase), `meta` (its
+//!   metadata as qtool's YAML, one key per line) and `msg` (the message, byte for byte).
+//!   `qtool:{<queue>.<i>}:index` maps each filebase to its stream ID and size, so
+//!   entries can be found by name.
+//! - **Ready**: in the stream, not pending in the group. **Claimed**: pending (delivered
+//!   to a consumer, `<host>:<pid>`, by `XREADGROUP`), or held by a repair by name in
+//!   `qtool:{<queue>.<i>}:held`. **Preserved**: every entry of the `bad` queue.
+//! - Enqueue: a script adds the entry and its index line at once (`XADD` + `HSET`),
+//!   refusing a filebase that is taken; a batch is one pipeline, so one round trip and,
+//!   with `appendfsync always`, one `fsync` of the AOF.
+//! - A runner's pass: `XREADGROUP ... >`. Finish: `XACK` + `XDEL` (and the index line),
+//!   only if this consumer still owns the entry. Put back: the entry is added again at
+//!   the end of its stream (same filebase, metadata and message) and the old one
+//!   acknowledged and deleted, at once.
+//! - Recovery: `XAUTOCLAIM` of entries idle longer than the claim timeout. Each such
+//!   entry's delivery count says how often it was delivered: `_bak_count` grows by the
+//!   deliveries beyond the first, and the recovery that brings it to `MAX_BAK_COUNT`
+//!   moves the entry to `bad`. A live runner keeps its entry's idle time low while a
+//!   handler runs ([`RedisQueue::keep_alive`]).
+//! - A repair by name (`dequeue FB`, `move`, `delete`, `unshunt`) takes a ready entry
+//!   out of the stream into the `held` hash, atomically, and gives it back or drops it
+//!   when done; a held entry older than the claim timeout is recovered like a pending
+//!   one.
+//!
+//! # What it promises
+//! With `appendonly yes` and `appendfsync always`, Redis replies only after the command
+//! is in the AOF and synced: an acknowledged enqueue, claim, finish or recovery survives
+//! a crash of Redis or of the machine, the promise of the filesystem backend. With
+//! `appendfsync everysec` up to a second of acknowledged work can be lost (entries come
+//! back or vanish); without AOF, everything since the last snapshot.
+//! A message is held whole in memory (Redis keeps it in RAM); the largest accepted is
+//! [`MAX_MESSAGE_BYTES`]. When Redis cannot be reached every operation fails with 75
+//! and nothing is changed that was not acknowledged: a failed enqueue may still have
+//! been stored (the reply was lost), so a retry can store it twice (at-least-once).
+
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::io::Read;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use redis::Value as RV;
+use sha1::Digest;
+
+use super::{
+    bumped_bak_count, BatchError, Claim, Claimed, Entry, Filebase, Held, QueueName, Recovery, Scan,
+    Slice, Stamp, State, Switchboard, MAX_BAK_COUNT,
+};
+use crate::error::{exit, Error, Result};
+use crate::metadata::{self, Metadata, Value, MAX_METADATA_BYTES};
+
+/// The largest message a Redis queue accepts. Redis holds every entry in memory, and a
+/// runner holds each entry it works on whole; 64 MiB keeps both bounded.
+pub const MAX_MESSAGE_BYTES: u64 = 64 << 20;
+
+/// The consumer group of every stream.
+const GROUP: &str = "qtool";
+/// The set of queue names in use on a server.
+const QUEUES_KEY: &str = "qtool:queues";
+/// How long to wait for a connection, and for a reply.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Lua helpers shared by the scripts.
+const PRELUDE: &str = r#"
+local function fields(e)
+  local t = {}
+  for i = 1, #e, 2 do t[e[i]] = e[i + 1] end
+  return t
+end
+local function owner(stream, group, id)
+  local ok, p = pcall(redis.call, 'XPENDING', stream, group, id, id, 1)
+  if not ok or #p == 0 then return nil end
+  return p[1][2]
+end
+local function size(meta, msg) return #meta + #msg end
+"#;
+
+/// Adds an entry unless its filebase is taken. KEYS: stream, index, held.
+/// ARGV: filebase, meta, msg. Returns the new ID, or nil.
+const ADD: &str = r#"
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1
+  or redis.call('HEXISTS', KEYS[3], 'm:' .. ARGV[1]) == 1 then
+  return false
+end
+local id = redis.call('XADD', KEYS[1], '*', 'fb', ARGV[1], 'meta', ARGV[2], 'msg', ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[1], id .. ' ' .. size(ARGV[2], ARGV[3]))
+return id
+"#;
+
+/// Finishes a pending entry this consumer owns. KEYS: stream, index.
+/// ARGV: group, consumer, id, filebase. Returns 1, or 0 when it is not ours.
+const FINISH: &str = r#"
+if owner(KEYS[1], ARGV[1], ARGV[3]) ~= ARGV[2] then return 0 end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+redis.call('XDEL', KEYS[1], ARGV[3])
+local v = redis.call('HGET', KEYS[2], ARGV[4])
+if v and string.match(v, '^%S+') == ARGV[3] then redis.call('HDEL', KEYS[2], ARGV[4]) end
+return 1
+"#;
+
+/// Makes a pending entry this consumer owns ready again at the end of its stream,
+/// optionally with new metadata. KEYS: stream, index. ARGV: group, consumer, id,
+/// filebase, meta, replace ('1' to use ARGV[5]). Returns the new ID, or nil.
+const REQUEUE: &str = r#"
+if owner(KEYS[1], ARGV[1], ARGV[3]) ~= ARGV[2] then return false end
+local e = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
+if #e == 0 then
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+  return false
+end
+local f = fields(e[1][2])
+local meta, msg, fb = f['meta'] or '', f['msg'] or '', f['fb'] or ARGV[4]
+if ARGV[6] == '1' then meta = ARGV[5] end
+local id = redis.call('XADD', KEYS[1], '*', 'fb', fb, 'meta', meta, 'msg', msg)
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+redis.call('XDEL', KEYS[1], ARGV[3])
+redis.call('HSET', KEYS[2], fb, id .. ' ' .. size(meta, msg))
+return id
+"#;
+
+/// Takes a ready entry by filebase into the held hash. KEYS: stream, index, held.
+/// ARGV: group, filebase, holder ("<ms> <consumer>"). Returns {meta, msg}, 'claimed'
+/// when a consumer has it, or nil when there is no such entry.
+const TAKE: &str = r#"
+local v = redis.call('HGET', KEYS[2], ARGV[2])
+if not v then return false end
+local id = string.match(v, '^%S+')
+if owner(KEYS[1], ARGV[1], id) then return 'claimed' end
+local e = redis.call('XRANGE', KEYS[1], id, id)
+if #e == 0 then
+  redis.call('HDEL', KEYS[2], ARGV[2])
+  return false
+end
+local f = fields(e[1][2])
+local meta, msg = f['meta'] or '', f['msg'] or ''
+redis.call('HSET', KEYS[3], 'm:' .. ARGV[2], meta, 'b:' .. ARGV[2], msg, 't:' .. ARGV[2], ARGV[3])
+redis.call('XDEL', KEYS[1], id)
+redis.call('HDEL', KEYS[2], ARGV[2])
+return {meta, msg}
+"#;
+
+/// Gives a held entry back to its stream, if `holder` still holds it. KEYS: stream,
+/// index, held. ARGV: filebase, holder, meta, replace ('1'). Returns the new ID or nil.
+const RELEASE: &str = r#"
+if redis.call('HGET', KEYS[3], 't:' .. ARGV[1]) ~= ARGV[2] then return false end
+local meta = redis.call('HGET', KEYS[3], 'm:' .. ARGV[1]) or ''
+local msg = redis.call('HGET', KEYS[3], 'b:' .. ARGV[1]) or ''
+if ARGV[4] == '1' then meta = ARGV[3] end
+local id = redis.call('XADD', KEYS[1], '*', 'fb', ARGV[1], 'meta', meta, 'msg', msg)
+redis.call('HSET', KEYS[2], ARGV[1], id .. ' ' .. size(meta, msg))
+redis.call('HDEL', KEYS[3], 'm:' .. ARGV[1], 'b:' .. ARGV[1], 't:' .. ARGV[1])
+return id
+"#;
+
+/// Drops a held entry, if `holder` still holds it. KEYS: held. ARGV: filebase, holder.
+const DROP: &str = r#"
+if redis.call('HGET', KEYS[1], 't:' .. ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], 'm:' .. ARGV[1], 'b:' .. ARGV[1], 't:' .. ARGV[1])
+return 1
+"#;
+
+/// One page of a stream for `list`: KEYS: stream. ARGV: start (exclusive after the
+/// first page), count, head bytes. Returns {id, fb, meta, head of msg, size} per entry.
+const HEADS: &str = r#"
+local out = {}
+for _, e in ipairs(redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])) do
+  local f = fields(e[2])
+  local meta, msg = f['meta'] or '', f['msg'] or ''
+  table.insert(out, {e[1], f['fb'] or '', meta, string.sub(msg, 1, tonumber(ARGV[3])), size(meta, msg)})
+end
+return out
+"#;
+
+/// A Redis server, as this process talks to it: one connection, made when first needed
+/// and made again after a failure.
+pub struct Server {
+    /// The URL without its password, for messages.
+    shown: String,
+    client: std::result::Result<redis::Client, String>,
+    conn: Mutex<Option<redis::Connection>>,
+    /// This process's consumer name: `<host>:<pid>`.
+    consumer: String,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Server({})", self.shown)
+    }
+}
+
+/// True for a queue location that names a Redis server.
+pub fn is_redis_url(location: &str) -> bool {
+    location.starts_with("redis://")
+}
+
+/// Checks a `redis://HOST:PORT/DB` URL (for the configuration).
+pub fn check_url(url: &str) -> std::result::Result<(), String> {
+    redis::Client::open(url)
+        .map(|_| ())
+        .map_err(|e| format!("not a Redis URL ({e}); expected redis://HOST:PORT/DB"))
+}
+
+impl Server {
+    pub fn new(url: &str) -> Server {
+        Server {
+            shown: redact(url),
+            client: redis::Client::open(url).map_err(|e| e.to_string()),
+            conn: Mutex::new(None),
+            consumer: format!("{}:{}", hostname(), std::process::id()),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.shown
+    }
+
+    /// Runs `f` on the connection, connecting first if needed. A failure to reach the
+    /// server is a temporary failure (75); the connection is dropped so the next call
+    /// connects again.
+    fn run<T>(&self, f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>) -> Result<T> {
+        let client = self.client.as_ref().map_err(|e| {
+            Error::new(
+                exit::CONFIG,
+                format!("{}: {e}", self.shown),
+                "give queue_dir (or the runner's path) as redis://HOST:PORT/DB",
+            )
+        })?;
+        let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            let conn = client
+                .get_connection_with_timeout(CONNECT_TIMEOUT)
+                .and_then(|c| {
+                    c.set_read_timeout(Some(REPLY_TIMEOUT))?;
+                    c.set_write_timeout(Some(REPLY_TIMEOUT))?;
+                    Ok(c)
+                })
+                .map_err(|e| self.error(e))?;
+            *slot = Some(conn);
+        }
+        let conn = slot.as_mut().expect("connected above");
+        match f(conn) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                    *slot = None;
+                }
+                Err(self.error(e))
+            }
+        }
+    }
+
+    fn error(&self, e: redis::RedisError) -> Error {
+        let temporary = e.is_io_error()
+            || e.is_connection_refusal()
+            || e.is_connection_dropped()
+            || e.is_timeout()
+            || matches!(
+                e.code(),
+                Some(
+                    "LOADING"
+                        | "BUSY"
+                        | "OOM"
+                        | "MASTERDOWN"
+                        | "READONLY"
+                        | "TRYAGAIN"
+                        | "CLUSTERDOWN"
+                        | "MISCONF"
+                        | "NOREPLICAS"
+                )
+            );
+        if temporary {
+            Error::new(
+                exit::TEMPFAIL,
+                format!("cannot use Redis at {}: {e}", self.shown),
+                "check that redis-server is running and reachable; nothing acknowledged was lost, try again",
+            )
+        } else {
+            Error::new(
+                exit::IOERR,
+                format!("Redis at {} refused a command: {e}", self.shown),
+                "check the server's logs and that no other program uses qtool's keys",
+            )
+        }
+    }
+}
+
+/// The URL without a password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}{}", &url[..s + 3], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname(2) writes at most `len` bytes into the buffer.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if r != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Milliseconds since the epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One queue on a Redis server.
+#[derive(Clone)]
+pub struct RedisQueue {
+    name: QueueName,
+    server: Arc<Server>,
+    /// Streams for a queue used for the first time.
+    instances: u32,
+    claim_timeout: Duration,
+    /// The queue's number of streams, once read.
+    streams: Arc<OnceLock<u32>>,
+    /// Set once the consumer groups are known to exist.
+    groups: Arc<OnceLock<()>>,
+}
+
+impl fmt::Debug for RedisQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisQueue({} on {})", self.name, self.server.shown)
+    }
+}
+
+/// Stream IDs, compared as numbers.
+fn parse_id(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
+fn bytes(v: &RV) -> Option<&[u8]> {
+    match v {
+        RV::BulkString(b) => Some(b),
+        RV::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+fn text(v: &RV) -> Option<String> {
+    bytes(v).map(|b| String::from_utf8_lossy(b).into_owned())
+}
+
+fn int(v: &RV) -> Option<i64> {
+    match v {
+        RV::Int(n) => Some(*n),
+        other => text(other)?.parse().ok(),
+    }
+}
+
+fn array(v: &RV) -> &[RV] {
+    match v {
+        RV::Array(a) | RV::Set(a) => a,
+        _ => &[],
+    }
+}
+
+/// The fields of a stream entry (`[f1, v1, f2, v2, ...]`).
+fn entry_fields(v: &RV) -> HashMap<String, Vec<u8>> {
+    array(v)
+        .chunks(2)
+        .filter_map(|kv| match kv {
+            [k, v] => Some((text(k)?, bytes(v)?.to_vec())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn eval(script: &str, keys: &[&str], args: &[&[u8]]) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(format!("{PRELUDE}{script}"))
+        .arg(keys.len())
+        .arg(keys);
+    for a in args {
+        cmd.arg(*a);
+    }
+    cmd
+}
+
+impl RedisQueue {
+    pub fn new(
+        name: QueueName,
+        server: Arc<Server>,
+        instances: u32,
+        claim_timeout: Duration,
+    ) -> Self {
+        RedisQueue {
+            name,
+            server,
+            instances: instances.max(1),
+            claim_timeout,
+            streams: Default::default(),
+            groups: Default::default(),
+        }
+    }
+
+    pub fn name(&self) -> &QueueName {
+        &self.name
+    }
+
+    pub fn location(&self) -> String {
+        format!("{} queue {}", self.server.shown, self.name)
+    }
+
+    pub fn claim_timeout(&self) -> Duration {
+        self.claim_timeout
+    }
+
+    fn is_bad(&self) -> bool {
+        self.name == QueueName::bad()
+    }
+
+    fn stream(&self, i: u32) -> String {
+        format!("qtool:{{{}.{}}}", self.name, i)
+    }
+
+    fn index(&self, i: u32) -> String {
+        format!("qtool:{{{}.{}}}:index", self.name, i)
+    }
+
+    fn held(&self, i: u32) -> String {
+        format!("qtool:{{{}.{}}}:held", self.name, i)
+    }
+
+    /// The number of streams of this queue, recorded the first time it is used.
+    pub fn ensure(&self) -> Result<u32> {
+        if let Some(n) = self.streams.get() {
+            return Ok(*n);
+        }
+        let key = format!("qtool:{{{}}}:streams", self.name);
+        let (_, _, n): (RV, RV, Option<i64>) = self.server.run(|c| {
+            redis::pipe()
+                .cmd("SADD")
+                .arg(QUEUES_KEY)
+                .arg(self.name.as_str())
+                .cmd("SET")
+                .arg(&key)
+                .arg(self.instances)
+                .arg("NX")
+                .cmd("GET")
+                .arg(&key)
+                .query(c)
+        })?;
+        let n = n
+            .filter(|n| *n > 0 && (*n as u64).is_power_of_two() && *n <= Slice::MAX_COUNT as i64)
+            .ok_or_else(|| {
+                Error::data(
+                    format!("{}: {key} is not a power of two", self.server.shown),
+                    "it records the number of streams of the queue; restore it by hand",
+                )
+            })? as u32;
+        Ok(*self.streams.get_or_init(|| n))
+    }
+
+    /// Makes the consumer group of every stream (once per process).
+    fn ensure_groups(&self) -> Result<u32> {
+        let n = self.ensure()?;
+        if self.groups.get().is_some() {
+            return Ok(n);
+        }
+        for i in 0..n {
+            self.server.run(|c| {
+                let created: redis::RedisResult<RV> = redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(self.stream(i))
+                    .arg(GROUP)
+                    .arg("0")
+                    .arg("MKSTREAM")
+                    .query(c);
+                match created {
+                    Err(e) if e.code() == Some("BUSYGROUP") => Ok(RV::Nil),
+                    other => other,
+                }
+            })?;
+        }
+        let _ = self.groups.set(());
+        Ok(n)
+    }
+
+    /// The stream of filebase `fb` among `n`.
+    fn stream_of(&self, fb: &Filebase, n: u32) -> u32 {
+        (0..n)
+            .find(|&i| fb.in_slice(&Slice { index: i, count: n }))
+            .unwrap_or(0)
+    }
+
+    /// The streams runner slice `slice` reads.
+    fn streams_for(&self, slice: Slice, n: u32) -> std::ops::Range<u32> {
+        if slice.count >= n {
+            let i = (slice.index as u64 * n as u64 / slice.count as u64) as u32;
+            i..i + 1
+        } else {
+            let per = n / slice.count;
+            slice.index * per..(slice.index + 1) * per
+        }
+    }
+
+    fn holder(&self) -> String {
+        format!("{} {}", now_ms(), self.server.consumer)
+    }
+
+    pub fn batch(&self) -> RedisBatch {
+        RedisBatch::default()
+    }
+
+    /// Adds entries in one pipeline; `None` for each whose filebase was taken.
+    fn add_all(&self, items: &[(u32, &Filebase, &[u8], &[u8])]) -> Result<Vec<Option<String>>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (i, fb, meta, msg) in items {
+            pipe.add_command(eval(
+                ADD,
+                &[&self.stream(*i), &self.index(*i), &self.held(*i)],
+                &[fb.as_str().as_bytes(), meta, msg],
+            ));
+        }
+        let replies: Vec<RV> = self.server.run(|c| pipe.query(c))?;
+        Ok(replies.iter().map(text).collect())
+    }
+
+    /// Adds one entry under `fb`, or under a fresh name if `fb` is taken.
+    fn add_renaming(&self, fb: &Filebase, meta: &[u8], msg: &[u8]) -> Result<Filebase> {
+        let n = self.ensure()?;
+        let mut fb = fb.clone();
+        for _ in 0..100 {
+            let i = self.stream_of(&fb, n);
+            if self.add_all(&[(i, &fb, meta, msg)])?[0].is_some() {
+                return Ok(fb);
+            }
+            let mut hasher = sha1::Sha1::default();
+            hasher.update(fb.as_str().as_bytes());
+            fb = Filebase::from_parts(hasher, "--nolist--", &Stamp::now());
+        }
+        Err(Error::new(
+            exit::TEMPFAIL,
+            format!(
+                "cannot add entry to {}: every name tried is taken",
+                self.location()
+            ),
+            "try again",
+        ))
+    }
+
+    /// Stores a preserved entry in this (`bad`) queue.
+    pub fn store_preserved(&self, fb: &Filebase, meta: &[u8], msg: &[u8]) -> Result<()> {
+        self.add_renaming(fb, meta, msg).map(|_| ())
+    }
+
+    /// Every entry: filebase, state, size, and (for `scan`) stream entries without a
+    /// valid filebase, as strays.
+    pub fn scan(&self, state: Option<State>, slice: Slice) -> Result<Scan> {
+        let n = self.ensure_groups()?;
+        let mut rows: Vec<(Filebase, State, u64)> = Vec::new();
+        let mut strays = Vec::new();
+        for i in 0..n {
+            let (index, pending, held): (RV, RV, RV) = self.server.run(|c| {
+                redis::pipe()
+                    .cmd("HGETALL")
+                    .arg(self.index(i))
+                    .cmd("XPENDING")
+                    .arg(self.stream(i))
+                    .arg(GROUP)
+                    .arg("-")
+                    .arg("+")
+                    .arg(i64::MAX)
+                    .cmd("HGETALL")
+                    .arg(self.held(i))
+                    .query(c)
+            })?;
+            let pending: HashSet<String> = array(&pending)
+                .iter()
+                .filter_map(|p| array(p).first().and_then(text))
+                .collect();
+            for kv in array(&index).chunks(2) {
+                let [k, v] = kv else { continue };
+                let (Some(name), Some(val)) = (text(k), text(v)) else {
+                    continue;
+                };
+                let Ok(fb) = name.parse::<Filebase>() else {
+                    strays.push(format!("{} index entry {name}", self.stream(i)).into());
+                    continue;
+                };
+                let mut parts = val.split(' ');
+                let id = parts.next().unwrap_or_default();
+                let size = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+                let st = if self.is_bad() {
+                    State::Preserved
+                } else if pending.contains(id) {
+                    State::Claimed
+                } else {
+                    State::Ready
+                };
+                rows.push((fb, st, size));
+            }
+            let held = array(&held);
+            let mut sizes: HashMap<String, u64> = HashMap::new();
+            for kv in held.chunks(2) {
+                if let [k, v] = kv {
+                    let key = text(k).unwrap_or_default();
+                    let len = bytes(v).map_or(0, |b| b.len() as u64);
+                    if let Some(fb) = key.strip_prefix("m:").or_else(|| key.strip_prefix("b:")) {
+                        *sizes.entry(fb.to_string()).or_default() += len;
+                    }
+                }
+            }
+            for (name, size) in sizes {
+                if let Ok(fb) = name.parse::<Filebase>() {
+                    rows.push((fb, State::Claimed, size));
+                }
+            }
+        }
+        rows.retain(|(fb, st, _)| state.is_none_or(|want| want == *st) && fb.in_slice(&slice));
+        rows.sort_by(|a, b| a.0.fifo_cmp(&b.0));
+        let mut scan = Scan {
+            strays,
+            ..Scan::default()
+        };
+        for (fb, st, size) in rows {
+            scan.entries.push((fb, st));
+            scan.sizes.push(size);
+        }
+        Ok(scan)
+    }
+
+    /// Where entry `fb` is: its stream ID (if in the stream) and its state.
+    fn find(&self, fb: &Filebase) -> Result<Option<(Option<String>, State)>> {
+        let n = self.ensure_groups()?;
+        let i = self.stream_of(fb, n);
+        let (idx, held): (Option<String>, i64) = self.server.run(|c| {
+            redis::pipe()
+                .cmd("HGET")
+                .arg(self.index(i))
+                .arg(fb.as_str())
+                .cmd("HEXISTS")
+                .arg(self.held(i))
+                .arg(format!("m:{fb}"))
+                .query(c)
+        })?;
+        if let Some(v) = idx {
+            let id = v.split(' ').next().unwrap_or_default().to_string();
+            if self.is_bad() {
+                return Ok(Some((Some(id), State::Preserved)));
+            }
+            let p: RV = self.server.run(|c| {
+                redis::cmd("XPENDING")
+                    .arg(self.stream(i))
+                    .arg(GROUP)
+                    .arg(&id)
+                    .arg(&id)
+                    .arg(1)
+                    .query(c)
+            })?;
+            let st = if array(&p).is_empty() {
+                State::Ready
+            } else {
+                State::Claimed
+            };
+            return Ok(Some((Some(id), st)));
+        }
+        Ok((held == 1).then_some((None, State::Claimed)))
+    }
+
+    pub fn locate(&self, fb: &Filebase) -> Result<Option<State>> {
+        Ok(self.find(fb)?.map(|(_, st)| st))
+    }
+
+    /// Reads entry `fb` without claiming it.
+    pub fn read(&self, fb: &Filebase) -> Result<Option<Entry>> {
+        let n = self.ensure()?;
+        let i = self.stream_of(fb, n);
+        let what = format!("{} entry {fb}", self.location());
+        match self.find(fb)? {
+            Some((Some(id), _)) => {
+                let e: RV = self.server.run(|c| {
+                    redis::cmd("XRANGE")
+                        .arg(self.stream(i))
+                        .arg(&id)
+                        .arg(&id)
+                        .query(c)
+                })?;
+                let Some(first) = array(&e).first() else {
+                    return Ok(None);
+                };
+                let mut f = entry_fields(array(first).get(1).unwrap_or(&RV::Nil));
+                let meta = f.remove("meta").unwrap_or_default();
+                let msg = f.remove("msg").unwrap_or_default();
+                Entry::from_memory(&meta, Arc::new(msg), &what).map(Some)
+            }
+            Some((None, _)) => {
+                let (meta, msg): (Option<Vec<u8>>, Option<Vec<u8>>) = self.server.run(|c| {
+                    redis::cmd("HMGET")
+                        .arg(self.held(i))
+                        .arg(format!("m:{fb}"))
+                        .arg(format!("b:{fb}"))
+                        .query(c)
+                })?;
+                match (meta, msg) {
+                    (Some(meta), Some(msg)) => {
+                        Entry::from_memory(&meta, Arc::new(msg), &what).map(Some)
+                    }
+                    _ => Ok(None),
+                }
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Claims a ready entry by name (for `dequeue` and the repairs): takes it out of
+    /// the stream into the held hash.
+    pub fn claim(&self, fb: &Filebase) -> Result<Claimed> {
+        let n = self.ensure_groups()?;
+        let i = self.stream_of(fb, n);
+        let holder = self.holder();
+        let r: RV = self.server.run(|c| {
+            eval(
+                TAKE,
+                &[&self.stream(i), &self.index(i), &self.held(i)],
+                &[GROUP.as_bytes(), fb.as_str().as_bytes(), holder.as_bytes()],
+            )
+            .query(c)
+        })?;
+        let parts = array(&r);
+        if parts.len() != 2 {
+            return Ok(Claimed::Lost);
+        }
+        Ok(Claimed::Got(self.new_claim(
+            fb.clone(),
+            i,
+            Kind::Held { holder },
+            bytes(&parts[0]).unwrap_or_default().to_vec(),
+            bytes(&parts[1]).unwrap_or_default().to_vec(),
+        )))
+    }
+
+    fn new_claim(&self, fb: Filebase, i: u32, kind: Kind, meta: Vec<u8>, msg: Vec<u8>) -> Claim {
+        let location = match &kind {
+            Kind::Pending { id } => format!("{} entry {id}", self.stream(i)),
+            Kind::Held { .. } => format!("{} entry {fb}", self.held(i)),
+        };
+        Claim {
+            filebase: fb.clone(),
+            held: Held::Redis(RedisClaim {
+                fb,
+                stream: i,
+                kind,
+                meta,
+                msg: Arc::new(msg),
+                location: format!("{} {location}", self.server.shown),
+                touched: Cell::new(Instant::now()),
+            }),
+        }
+    }
+
+    /// A runner's pass over the streams of `slice`.
+    pub fn pass(&self, slice: Slice, prefetch: usize) -> Result<RedisPass> {
+        let n = self.ensure_groups()?;
+        let streams: Vec<u32> = if self.is_bad() {
+            Vec::new()
+        } else {
+            self.streams_for(slice, n).collect()
+        };
+        let mut pass = RedisPass {
+            streams: streams.clone(),
+            bounds: Vec::new(),
+            done: vec![false; streams.len()],
+            buffer: VecDeque::new(),
+            prefetch: prefetch.max(1),
+            len: 0,
+        };
+        for i in streams {
+            let (len, summary, last): (i64, RV, RV) = self.server.run(|c| {
+                redis::pipe()
+                    .cmd("XLEN")
+                    .arg(self.stream(i))
+                    .cmd("XPENDING")
+                    .arg(self.stream(i))
+                    .arg(GROUP)
+                    .cmd("XREVRANGE")
+                    .arg(self.stream(i))
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1)
+                    .query(c)
+            })?;
+            let pending = array(&summary).first().and_then(int).unwrap_or(0);
+            pass.len += (len - pending).max(0) as usize;
+            let last = array(&last)
+                .first()
+                .and_then(|e| array(e).first())
+                .and_then(text)
+                .map(|id| parse_id(&id));
+            pass.bounds.push(last);
+        }
+        Ok(pass)
+    }
+
+    /// Resets the idle time of a pending entry this process works on, at most every
+    /// quarter of the claim timeout.
+    pub fn keep_alive(&self, c: &RedisClaim) {
+        let Kind::Pending { id } = &c.kind else {
+            return;
+        };
+        if c.touched.get().elapsed() < self.claim_timeout / 4 {
+            return;
+        }
+        c.touched.set(Instant::now());
+        let _ = self.server.run(|conn| {
+            redis::cmd("XCLAIM")
+                .arg(self.stream(c.stream))
+                .arg(GROUP)
+                .arg(&self.server.consumer)
+                .arg(0)
+                .arg(id)
+                .arg("JUSTID")
+                .query::<RV>(conn)
+        });
+    }
+
+    fn lost(&self, fb: &Filebase) -> Error {
+        Error::new(
+            exit::TEMPFAIL,
+            format!(
+                "entry {fb} of {} was taken over while this process held it (idle longer than claim_timeout {}s); it may be handled twice",
+                self.location(),
+                self.claim_timeout.as_secs()
+            ),
+            "raise claim_timeout above the longest pause of a runner",
+        )
+    }
+
+    pub fn finish(&self, c: RedisClaim) -> Result<()> {
+        let i = c.stream;
+        let done: i64 = match &c.kind {
+            Kind::Pending { id } => self.server.run(|conn| {
+                eval(
+                    FINISH,
+                    &[&self.stream(i), &self.index(i)],
+                    &[
+                        GROUP.as_bytes(),
+                        self.server.consumer.as_bytes(),
+                        id.as_bytes(),
+                        c.fb.as_str().as_bytes(),
+                    ],
+                )
+                .query(conn)
+            })?,
+            Kind::Held { holder } => self.server.run(|conn| {
+                eval(
+                    DROP,
+                    &[&self.held(i)],
+                    &[c.fb.as_str().as_bytes(), holder.as_bytes()],
+                )
+                .query(conn)
+            })?,
+        };
+        if done == 1 {
+            Ok(())
+        } else {
+            Err(self.lost(&c.fb))
+        }
+    }
+
+    /// Makes a claimed entry ready again (at the end of its stream), with `meta` as its
+    /// metadata if given. `false` when another process had taken it over.
+    fn requeue(&self, c: &RedisClaim, meta: Option<&[u8]>) -> Result<bool> {
+        let i = c.stream;
+        let (replace, meta): (&[u8], &[u8]) = match meta {
+            Some(m) => (b"1", m),
+            None => (b"0", b""),
+        };
+        let r: Option<String> = match &c.kind {
+            Kind::Pending { id } => self.server.run(|conn| {
+                eval(
+                    REQUEUE,
+                    &[&self.stream(i), &self.index(i)],
+                    &[
+                        GROUP.as_bytes(),
+                        self.server.consumer.as_bytes(),
+                        id.as_bytes(),
+                        c.fb.as_str().as_bytes(),
+                        meta,
+                        replace,
+                    ],
+                )
+                .query(conn)
+            })?,
+            Kind::Held { holder } => self.server.run(|conn| {
+                eval(
+                    RELEASE,
+                    &[&self.stream(i), &self.index(i), &self.held(i)],
+                    &[c.fb.as_str().as_bytes(), holder.as_bytes(), meta, replace],
+                )
+                .query(conn)
+            })?,
+        };
+        Ok(r.is_some())
+    }
+
+    pub fn put_back(&self, c: RedisClaim) -> Result<()> {
+        // Taken over meanwhile: it is ready or being handled elsewhere, as it should be.
+        self.requeue(&c, None).map(|_| ())
+    }
+
+    /// Recovers entries of `slice` whose holders died: pending ones idle longer than
+    /// the claim timeout (`XAUTOCLAIM`), and held ones older than it.
+    pub fn recover(&self, slice: Slice, bad: &Switchboard) -> Result<Recovery> {
+        let mut report = Recovery::default();
+        if self.is_bad() {
+            return Ok(report);
+        }
+        let n = self.ensure_groups()?;
+        let min_idle = self.claim_timeout.as_millis() as u64;
+        for i in self.streams_for(slice, n) {
+            let mut cursor = "0-0".to_string();
+            loop {
+                let r: RV = self.server.run(|c| {
+                    redis::cmd("XAUTOCLAIM")
+                        .arg(self.stream(i))
+                        .arg(GROUP)
+                        .arg(&self.server.consumer)
+                        .arg(min_idle)
+                        .arg(&cursor)
+                        .arg("COUNT")
+                        .arg(100)
+                        .query(c)
+                })?;
+                let parts = array(&r);
+                let next = parts.first().and_then(text).unwrap_or_else(|| "0-0".into());
+                for e in parts.get(1).map(array).unwrap_or_default() {
+                    let Some(id) = array(e).first().and_then(text) else {
+                        continue;
+                    };
+                    let mut f = entry_fields(array(e).get(1).unwrap_or(&RV::Nil));
+                    let p: RV = self.server.run(|c| {
+                        redis::cmd("XPENDING")
+                            .arg(self.stream(i))
+                            .arg(GROUP)
+                            .arg(&id)
+                            .arg(&id)
+                            .arg(1)
+                            .query(c)
+                    })?;
+                    let deliveries = array(&p)
+                        .first()
+                        .and_then(|p| array(p).get(3))
+                        .and_then(int)
+                        .unwrap_or(2);
+                    let meta = f.remove("meta").unwrap_or_default();
+                    let msg = f.remove("msg").unwrap_or_default();
+                    let fb = f
+                        .get("fb")
+                        .and_then(|b| std::str::from_utf8(b).ok())
+                        .and_then(|s| s.parse::<Filebase>().ok())
+                        .unwrap_or_else(|| stray_filebase(&id));
+                    let claim = RedisClaim {
+                        fb: fb.clone(),
+                        stream: i,
+                        kind: Kind::Pending { id },
+                        meta,
+                        msg: Arc::new(msg),
+                        location: String::new(),
+                        touched: Cell::new(Instant::now()),
+                    };
+                    let times = (deliveries - 1).max(1) as i128;
+                    if let Err(e) = self.recover_one(claim, times, bad, &mut report) {
+                        report.failed.push((fb, e.message));
+                    }
+                }
+                if next == "0-0" || next.is_empty() {
+                    break;
+                }
+                cursor = next;
+            }
+            self.recover_held(i, bad, &mut report)?;
+            let summary: RV = self.server.run(|c| {
+                redis::cmd("XPENDING")
+                    .arg(self.stream(i))
+                    .arg(GROUP)
+                    .query(c)
+            })?;
+            report.busy += array(&summary).first().and_then(int).unwrap_or(0) as usize;
+            self.forget_idle_consumers(i)?;
+        }
+        Ok(report)
+    }
+
+    /// Recovers one entry of a dead holder: ready again with `_bak_count` grown by
+    /// `times`, or to `bad` when that reaches `MAX_BAK_COUNT` (or the entry is not one).
+    fn recover_one(
+        &self,
+        c: RedisClaim,
+        times: i128,
+        bad: &Switchboard,
+        report: &mut Recovery,
+    ) -> Result<()> {
+        let fb = c.fb.clone();
+        let mut meta = match metadata::from_yaml(&c.meta, &c.location) {
+            Ok(m) => m,
+            Err(e) => {
+                bad.store_preserved(&fb, &c.meta, &c.msg)?;
+                self.finish(c)?;
+                report.preserved.push((fb, e.message));
+                return Ok(());
+            }
+        };
+        let count = bumped_bak_count(&meta, times);
+        meta.set("_bak_count", Value::Int(count));
+        let yaml = metadata::to_yaml(&meta);
+        if count >= MAX_BAK_COUNT {
+            bad.store_preserved(&fb, yaml.as_bytes(), &c.msg)?;
+            self.finish(c)?;
+            report.preserved.push((
+                fb,
+                format!("recovered {MAX_BAK_COUNT} times (_bak_count: {count})"),
+            ));
+        } else if self.requeue(&c, Some(yaml.as_bytes()))? {
+            report.recovered.push(fb);
+        }
+        Ok(())
+    }
+
+    /// Recovers held entries (of repairs by name) older than the claim timeout.
+    fn recover_held(&self, i: u32, bad: &Switchboard, report: &mut Recovery) -> Result<()> {
+        let keys: Vec<String> = self
+            .server
+            .run(|c| redis::cmd("HKEYS").arg(self.held(i)).query(c))?;
+        let now = now_ms();
+        for key in keys {
+            let Some(name) = key.strip_prefix("t:") else {
+                continue;
+            };
+            let (holder, meta, msg): (Option<String>, Option<Vec<u8>>, Option<Vec<u8>>) =
+                self.server.run(|c| {
+                    redis::cmd("HMGET")
+                        .arg(self.held(i))
+                        .arg(&key)
+                        .arg(format!("m:{name}"))
+                        .arg(format!("b:{name}"))
+                        .query(c)
+                })?;
+            let Some(holder) = holder else { continue };
+            let since: u64 = holder
+                .split(' ')
+                .next()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0);
+            if now.saturating_sub(since) < self.claim_timeout.as_millis() as u64 {
+                report.busy += 1;
+                continue;
+            }
+            let fb = name
+                .parse::<Filebase>()
+                .unwrap_or_else(|_| stray_filebase(name));
+            let claim = RedisClaim {
+                fb: fb.clone(),
+                stream: i,
+                kind: Kind::Held { holder },
+                meta: meta.unwrap_or_default(),
+                msg: Arc::new(msg.unwrap_or_default()),
+                location: String::new(),
+                touched: Cell::new(Instant::now()),
+            };
+            if let Err(e) = self.recover_one(claim, 1, bad, report) {
+                report.failed.push((fb, e.message));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes consumers (dead runners) that hold nothing and were idle for longer than
+    /// the claim timeout, so the group does not grow without end.
+    fn forget_idle_consumers(&self, i: u32) -> Result<()> {
+        let info: RV = self.server.run(|c| {
+            redis::cmd("XINFO")
+                .arg("CONSUMERS")
+                .arg(self.stream(i))
+                .arg(GROUP)
+                .query(c)
+        })?;
+        for consumer in array(&info) {
+            let f: HashMap<String, &RV> = array(consumer)
+                .chunks(2)
+                .filter_map(|kv| match kv {
+                    [k, v] => Some((text(k)?, v)),
+                    _ => None,
+                })
+                .collect();
+            let name = f.get("name").and_then(|v| text(v)).unwrap_or_default();
+            let pending = f.get("pending").and_then(|v| int(v)).unwrap_or(1);
+            let idle = f.get("idle").and_then(|v| int(v)).unwrap_or(0);
+            if name != self.server.consumer
+                && pending == 0
+                && idle as u128 > self.claim_timeout.as_millis().max(60_000)
+            {
+                let _ = self.server.run(|c| {
+                    redis::cmd("XGROUP")
+                        .arg("DELCONSUMER")
+                        .arg(self.stream(i))
+                        .arg(GROUP)
+                        .arg(&name)
+                        .query::<RV>(c)
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The entries with the first `head` bytes of each message, for `list`.
+    pub fn heads(&self, head: usize) -> Result<(Vec<Head>, Vec<String>)> {
+        let n = self.ensure_groups()?;
+        let mut out = Vec::new();
+        let mut strays = Vec::new();
+        for i in 0..n {
+            let pending: RV = self.server.run(|c| {
+                redis::cmd("XPENDING")
+                    .arg(self.stream(i))
+                    .arg(GROUP)
+                    .arg("-")
+                    .arg("+")
+                    .arg(i64::MAX)
+                    .query(c)
+            })?;
+            let pending: HashSet<String> = array(&pending)
+                .iter()
+                .filter_map(|p| array(p).first().and_then(text))
+                .collect();
+            let mut start = "-".to_string();
+            loop {
+                let page: RV = self.server.run(|c| {
+                    eval(
+                        HEADS,
+                        &[&self.stream(i)],
+                        &[start.as_bytes(), b"200", head.to_string().as_bytes()],
+                    )
+                    .query(c)
+                })?;
+                let rows = array(&page);
+                for row in rows {
+                    let r = array(row);
+                    let id = r.first().and_then(text).unwrap_or_default();
+                    let name = r.get(1).and_then(text).unwrap_or_default();
+                    let Ok(fb) = name.parse::<Filebase>() else {
+                        strays.push(format!("{} entry {id}", self.stream(i)));
+                        continue;
+                    };
+                    let state = if self.is_bad() {
+                        State::Preserved
+                    } else if pending.contains(&id) {
+                        State::Claimed
+                    } else {
+                        State::Ready
+                    };
+                    out.push(Head {
+                        filebase: fb,
+                        state,
+                        size: r.get(4).and_then(int).unwrap_or(0) as u64,
+                        meta: r.get(2).and_then(bytes).unwrap_or_default().to_vec(),
+                        head: r.get(3).and_then(bytes).unwrap_or_default().to_vec(),
+                    });
+                }
+                match rows.last().and_then(|r| array(r).first()).and_then(text) {
+                    Some(last) if rows.len() == 200 => start = format!("({last}"),
+                    _ => break,
+                }
+            }
+            for (fb, state) in self.scan(Some(State::Claimed), Slice::ALL)?.entries {
+                if state == State::Claimed
+                    && self.stream_of(&fb, n) == i
+                    && !out.iter().any(|h| h.filebase == fb)
+                {
+                    if let Some(mut e) = self.read(&fb)? {
+                        let head = e.message_head(head).unwrap_or_default();
+                        out.push(Head {
+                            size: e.message_len(),
+                            filebase: fb,
+                            state,
+                            meta: metadata::to_yaml(&e.metadata).into_bytes(),
+                            head,
+                        });
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| a.filebase.fifo_cmp(&b.filebase));
+        Ok((out, strays))
+    }
+
+    /// The queues on this server.
+    pub fn queue_names(server: &Server) -> Result<Vec<QueueName>> {
+        let names: Vec<String> = server.run(|c| redis::cmd("SMEMBERS").arg(QUEUES_KEY).query(c))?;
+        let mut names: Vec<QueueName> = names.iter().filter_map(|n| n.parse().ok()).collect();
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// A name for a stream entry without a valid filebase (written by another program),
+/// so it can be preserved and looked at.
+fn stray_filebase(id: &str) -> Filebase {
+    let mut hasher = sha1::Sha1::default();
+    hasher.update(id.as_bytes());
+    Filebase::from_parts(hasher, "--nolist--", &Stamp::now())
+}
+
+/// An entry as `list` reads it.
+#[derive(Debug)]
+pub struct Head {
+    pub filebase: Filebase,
+    pub state: State,
+    pub size: u64,
+    /// The metadata as YAML.
+    pub meta: Vec<u8>,
+    /// The first bytes of the message.
+    pub head: Vec<u8>,
+}
+
+/// How a Redis entry is claimed.
+#[derive(Debug)]
+enum Kind {
+    /// Delivered to this consumer by `XREADGROUP` (or `XAUTOCLAIM`).
+    Pending { id: String },
+    /// Taken out of the stream by name into the held hash, by `holder`.
+    Held { holder: String },
+}
+
+/// A claimed Redis entry, with its content.
+#[derive(Debug)]
+pub struct RedisClaim {
+    fb: Filebase,
+    stream: u32,
+    kind: Kind,
+    meta: Vec<u8>,
+    msg: Arc<Vec<u8>>,
+    location: String,
+    touched: Cell<Instant>,
+}
+
+impl RedisClaim {
+    pub fn read(&self) -> Result<Entry> {
+        Entry::from_memory(&self.meta, self.msg.clone(), &self.location)
+    }
+
+    pub fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    /// The metadata as stored (YAML) and the message.
+    pub fn raw(&self) -> (&[u8], &[u8]) {
+        (&self.meta, &self.msg)
+    }
+}
+
+/// A runner's pass over some streams of a queue.
+pub struct RedisPass {
+    streams: Vec<u32>,
+    /// The last ID of each stream when the pass began: the pass ends there, so a pass
+    /// ends even while producers keep adding.
+    bounds: Vec<Option<(u64, u64)>>,
+    done: Vec<bool>,
+    buffer: VecDeque<(u32, String, RV)>,
+    prefetch: usize,
+    len: usize,
+}
+
+impl RedisPass {
+    pub fn count(&self) -> usize {
+        self.len
+    }
+
+    pub fn next_claim(
+        &mut self,
+        q: &RedisQueue,
+        bad: &Switchboard,
+    ) -> Result<Option<(Filebase, Claimed)>> {
+        loop {
+            if let Some((i, id, fields)) = self.buffer.pop_front() {
+                let mut f = entry_fields(&fields);
+                let meta = f.remove("meta").unwrap_or_default();
+                let msg = f.remove("msg").unwrap_or_default();
+                let fb = f
+                    .get("fb")
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .and_then(|s| s.parse::<Filebase>().ok());
+                let claim = q.new_claim(
+                    fb.clone().unwrap_or_else(|| stray_filebase(&id)),
+                    i,
+                    Kind::Pending { id },
+                    meta,
+                    msg,
+                );
+                let Some(fb) = fb else {
+                    // Not an entry qtool wrote: keep it, byte for byte, in `bad`.
+                    let name = claim.filebase.clone();
+                    let Held::Redis(c) = claim.held else {
+                        unreachable!("a Redis claim")
+                    };
+                    let (meta, msg) = c.raw();
+                    bad.store_preserved(&name, meta, msg)?;
+                    q.finish(c)?;
+                    return Ok(Some((name, Claimed::NotRegular)));
+                };
+                return Ok(Some((fb, Claimed::Got(claim))));
+            }
+            let open: Vec<usize> = (0..self.streams.len()).filter(|&k| !self.done[k]).collect();
+            if open.is_empty() {
+                return Ok(None);
+            }
+            let keys: Vec<String> = open.iter().map(|&k| q.stream(self.streams[k])).collect();
+            let r: RV = q.server.run(|c| {
+                let mut cmd = redis::cmd("XREADGROUP");
+                cmd.arg("GROUP")
+                    .arg(GROUP)
+                    .arg(&q.server.consumer)
+                    .arg("COUNT")
+                    .arg(self.prefetch)
+                    .arg("STREAMS")
+                    .arg(&keys);
+                for _ in &keys {
+                    cmd.arg(">");
+                }
+                cmd.query(c)
+            })?;
+            let mut got: HashSet<usize> = HashSet::new();
+            for s in array(&r) {
+                let parts = array(s);
+                let key = parts.first().and_then(text).unwrap_or_default();
+                let Some(pos) = keys.iter().position(|k| *k == key) else {
+                    continue;
+                };
+                let k = open[pos];
+                for e in parts.get(1).map(array).unwrap_or_default() {
+                    let ea = array(e);
+                    let Some(id) = ea.first().and_then(text) else {
+                        continue;
+                    };
+                    got.insert(k);
+                    if self.bounds[k].is_none_or(|b| parse_id(&id) >= b) {
+                        self.done[k] = true;
+                    }
+                    self.buffer.push_back((
+                        self.streams[k],
+                        id,
+                        ea.get(1).cloned().unwrap_or(RV::Nil),
+                    ));
+                }
+            }
+            for k in open {
+                if !got.contains(&k) {
+                    self.done[k] = true;
+                }
+            }
+        }
+    }
+}
+
+/// A batch of entries for a Redis queue, added in one pipeline.
+#[derive(Debug, Default)]
+pub struct RedisBatch {
+    items: Vec<Item>,
+    bytes: u64,
+}
+
+#[derive(Debug)]
+struct Item {
+    fb: Filebase,
+    meta: String,
+    msg: Vec<u8>,
+}
+
+impl RedisBatch {
+    pub fn add(
+        &mut self,
+        q: &RedisQueue,
+        message: &mut dyn Read,
+        metadata: Metadata,
+        stamp: Stamp,
+    ) -> Result<()> {
+        let mut msg = Vec::new();
+        message
+            .take(MAX_MESSAGE_BYTES + 1)
+            .read_to_end(&mut msg)
+            .map_err(|e| {
+                Error::io(
+                    "cannot read message for",
+                    std::path::Path::new(&q.location()),
+                    e,
+                )
+            })?;
+        if msg.len() as u64 > MAX_MESSAGE_BYTES {
+            return Err(Error::data(
+                format!(
+                    "message larger than {} MiB refused by {}: Redis holds every entry whole in memory",
+                    MAX_MESSAGE_BYTES >> 20,
+                    q.location()
+                ),
+                "enqueue it to a queue on the filesystem (a runner's path: a directory)",
+            ));
+        }
+        if msg.is_empty() {
+            return Err(super::empty_message());
+        }
+        let meta = metadata::to_yaml(&metadata);
+        if meta.len() > MAX_METADATA_BYTES {
+            return Err(Error::data(
+                format!(
+                    "metadata of {} bytes is over the {MAX_METADATA_BYTES}-byte limit",
+                    meta.len()
+                ),
+                "keep large data in the message, not the metadata",
+            ));
+        }
+        let mut hasher = sha1::Sha1::new();
+        hasher.update(&msg);
+        let fb = Filebase::from_parts(hasher, metadata.listid(), &stamp);
+        self.bytes += msg.len() as u64;
+        self.items.push(Item { fb, meta, msg });
+        Ok(())
+    }
+
+    pub fn count(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Adds every entry in one pipeline (one round trip; with `appendfsync always`, one
+    /// AOF sync); an entry whose name is taken is added again under a fresh one.
+    pub fn commit(&mut self, q: &RedisQueue) -> Result<Vec<Filebase>, BatchError> {
+        let items = std::mem::take(&mut self.items);
+        self.bytes = 0;
+        let fail = |error| BatchError {
+            committed: Vec::new(),
+            error,
+        };
+        let n = q.ensure().map_err(fail)?;
+        let rows: Vec<(u32, &Filebase, &[u8], &[u8])> = items
+            .iter()
+            .map(|it| {
+                (
+                    q.stream_of(&it.fb, n),
+                    &it.fb,
+                    it.meta.as_bytes(),
+                    &it.msg[..],
+                )
+            })
+            .collect();
+        crate::fault::point("enqueue.written");
+        let ids = q.add_all(&rows).map_err(fail)?;
+        let mut committed = Vec::with_capacity(items.len());
+        for (it, id) in items.iter().zip(ids) {
+            if id.is_some() {
+                committed.push(it.fb.clone());
+                continue;
+            }
+            match q.add_renaming(&it.fb, it.meta.as_bytes(), &it.msg) {
+                Ok(fb) => committed.push(fb),
+                Err(error) => return Err(BatchError { committed, error }),
+            }
+        }
+        Ok(committed)
+    }
+}
