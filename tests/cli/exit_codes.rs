@@ -380,7 +380,9 @@ fn an_unreachable_redis_is_a_temporary_failure() {
 #[test]
 fn a_malformed_redis_url_is_a_config_error() {
     let env = Env::new();
-    let out = env.run(&["-d", "redis://127.0.0.1:notaport/0", "list"], b"");
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_qtool"));
+    c.current_dir(env.root()).env_remove("QTOOL_QUEUE_DIR");
+    let out = run_with(c, &["-d", "redis://127.0.0.1:notaport/0", "list"], b"");
     assert_error(&out, 78);
     assert!(stderr(&out).contains("notaport"), "{}", stderr(&out));
 }
