@@ -852,10 +852,21 @@ impl RedisQueue {
     }
 
     pub fn finish(&self, c: RedisClaim) -> Result<()> {
-        let i = c.stream;
-        let done: i64 = match &c.kind {
-            Kind::Pending { id } => self.server.run(|conn| {
-                eval(
+        self.finish_all(vec![c])
+    }
+
+    /// Finishes claimed entries in one pipeline. Each is removed only if this process
+    /// still holds it; one that was taken over meanwhile is reported (75) after the
+    /// others are done.
+    pub fn finish_all(&self, claims: Vec<RedisClaim>) -> Result<()> {
+        if claims.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for c in &claims {
+            let i = c.stream;
+            pipe.add_command(match &c.kind {
+                Kind::Pending { id } => eval(
                     FINISH,
                     &[&self.stream(i), &self.index(i)],
                     &[
@@ -864,22 +875,18 @@ impl RedisQueue {
                         id.as_bytes(),
                         c.fb.as_str().as_bytes(),
                     ],
-                )
-                .query(conn)
-            })?,
-            Kind::Held { holder } => self.server.run(|conn| {
-                eval(
+                ),
+                Kind::Held { holder } => eval(
                     DROP,
                     &[&self.held(i)],
                     &[c.fb.as_str().as_bytes(), holder.as_bytes()],
-                )
-                .query(conn)
-            })?,
-        };
-        if done == 1 {
-            Ok(())
-        } else {
-            Err(self.lost(&c.fb))
+                ),
+            });
+        }
+        let done: Vec<i64> = self.server.run(|conn| pipe.query(conn))?;
+        match claims.iter().zip(done).find(|(_, d)| *d != 1) {
+            Some((c, _)) => Err(self.lost(&c.fb)),
+            None => Ok(()),
         }
     }
 
@@ -1186,22 +1193,28 @@ impl RedisQueue {
                     _ => break,
                 }
             }
-            for (fb, state) in self.scan(Some(State::Claimed), Slice::ALL)?.entries {
-                if state == State::Claimed
-                    && self.stream_of(&fb, n) == i
-                    && !out.iter().any(|h| h.filebase == fb)
-                {
-                    if let Some(mut e) = self.read(&fb)? {
-                        let head = e.message_head(head).unwrap_or_default();
-                        out.push(Head {
-                            size: e.message_len(),
-                            filebase: fb,
-                            state,
-                            meta: metadata::to_yaml(&e.metadata).into_bytes(),
-                            head,
-                        });
-                    }
-                }
+            // Entries held by a repair by name are out of the stream, in the held hash.
+            let held: Vec<String> = self
+                .server
+                .run(|c| redis::cmd("HKEYS").arg(self.held(i)).query(c))?;
+            for name in held.iter().filter_map(|k| k.strip_prefix("m:")) {
+                let (meta, msg): (Option<Vec<u8>>, Option<Vec<u8>>) = self.server.run(|c| {
+                    redis::cmd("HMGET")
+                        .arg(self.held(i))
+                        .arg(format!("m:{name}"))
+                        .arg(format!("b:{name}"))
+                        .query(c)
+                })?;
+                let (Ok(fb), Some(meta), Some(msg)) = (name.parse::<Filebase>(), meta, msg) else {
+                    continue;
+                };
+                out.push(Head {
+                    filebase: fb,
+                    state: State::Claimed,
+                    size: (meta.len() + msg.len()) as u64,
+                    head: msg[..msg.len().min(head)].to_vec(),
+                    meta,
+                });
             }
         }
         out.sort_by(|a, b| a.filebase.fifo_cmp(&b.filebase));

@@ -12,21 +12,25 @@ const LONG_HELP: &str = "Examples:
 
 Configuration:
   -C FILE, else $QTOOL_CONFIG, else ./qtool.yaml, else /etc/qtool/qtool.yaml, else
-  built-in defaults (queue_dir /var/spool/qtool). Keys: queue_dir, default_language,
-  queue_format (native|mailman), min_free, lists: {LISTID: {preferred_language}},
-  runners: {NAME: {handler: {exec: [PROGRAM, ARG...]} | {forward: QUEUE} | discard,
-  instances (power of two), sleep_time, timeout, max_restarts, start, path}}.
+  built-in defaults (queue_dir /var/spool/qtool). Keys: queue_dir (a directory, or
+  redis://HOST:PORT/DB for Redis Streams), default_language, queue_format
+  (native|mailman), min_free, claim_timeout (Redis), lists: {LISTID:
+  {preferred_language}}, runners: {NAME: {handler: {exec: [PROGRAM, ARG...]} |
+  {forward: QUEUE} | discard, instances (power of two), sleep_time, timeout,
+  max_restarts, start, path (a directory or a redis:// URL)}}.
   Unknown keys and bad values are refused (exit 78).
 
 Files:
   <queue_dir>/<queue>/<time>+<sha1>.pck   ready entry
   ....bak  claimed by a running process    ....psv  preserved (in bad)
   ....pck.tmp  being written               <queue_dir>/.qtool-supervisor.lock
+  On Redis: streams qtool:{<queue>.<i>} (group qtool), fields fb, meta, msg.
 
 Exit status:
   0 success; 1 nothing to do; 2 usage; 65 bad data; 66 missing input;
   69 every runner given up on (run --all); 73 cannot create; 74 I/O error;
-  75 temporary failure (disk full, entry or lock held); 78 bad configuration.";
+  75 temporary failure (disk full, Redis unreachable, entry or lock held);
+  78 bad configuration.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,7 +62,8 @@ pub struct Global {
         value_name = "FILE"
     )]
     pub config: Option<PathBuf>,
-    /// Directory holding one directory per queue (overrides the config's queue_dir)
+    /// Directory holding one directory per queue, or redis://HOST:PORT/DB (overrides the
+    /// config's queue_dir)
     #[arg(
         short = 'd',
         long = "queue-dir",

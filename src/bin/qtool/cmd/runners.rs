@@ -20,10 +20,10 @@ pub fn run(g: &Global, a: RunnersArgs) -> Result<i32> {
                 None => String::new(),
             };
             let handler = (!handler.is_empty()).then_some(handler);
-            let path = r
-                .path
-                .clone()
-                .unwrap_or_else(|| config.queue_dir.join(name));
+            let path = match name.parse::<qtool::queue::QueueName>() {
+                Ok(q) => config.switchboard(&q).location(),
+                Err(_) => r.path.clone().unwrap_or_default().display().to_string(),
+            };
             serde_json::json!({
                 "name": name,
                 "handler": handler,
@@ -32,7 +32,7 @@ pub fn run(g: &Global, a: RunnersArgs) -> Result<i32> {
                 "start": r.start,
                 "timeout": r.timeout.map(human_duration),
                 "max_restarts": r.max_restarts,
-                "path": path.display().to_string(),
+                "path": path,
             })
         })
         .collect();
