@@ -293,14 +293,27 @@ impl Config {
         server
     }
 
-    /// The queues in `queue_dir`: its subdirectories with valid queue names, or the
-    /// queues recorded on its Redis server.
+    /// The queues in `queue_dir` (its subdirectories with valid queue names, or the
+    /// queues recorded on its Redis server), and the queues of runners whose `path`
+    /// puts them elsewhere (a Redis one always; a directory one when it exists).
     pub fn queue_names(&self) -> Result<Vec<QueueName>> {
-        if self.is_redis() {
+        let mut names = if self.is_redis() {
             let server = self.server(&self.queue_dir.to_string_lossy());
-            return RedisQueue::queue_names(&server);
+            RedisQueue::queue_names(&server)?
+        } else {
+            crate::inspect::queue_names(&self.queue_dir)?
+        };
+        for (name, runner) in &self.runners {
+            let Some(path) = &runner.path else { continue };
+            let here = is_redis_url(&path.to_string_lossy()) || path.is_dir();
+            if let (true, Ok(q)) = (here, name.parse::<QueueName>()) {
+                if !names.contains(&q) {
+                    names.push(q);
+                }
+            }
         }
-        crate::inspect::queue_names(&self.queue_dir)
+        names.sort();
+        Ok(names)
     }
 
     /// Checks the queue locations: a `redis://` one must be a valid Redis URL (78).
