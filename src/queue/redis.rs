@@ -8,7 +8,9 @@
 //!   `instances` never strands entries). The hash tag `{<queue>.<i>}` puts each stream
 //!   and its helper keys in one Redis Cluster slot, and the slices of a queue in
 //!   different slots. An entry goes to the stream of its filebase's slice of the hash
-//!   space; runner slice `k` of `N` reads the streams that overlap its slice.
+//!   space; runner slice `k` of `N` reads the streams inside its slice, and a slice
+//!   finer than the streams (more runners than streams) claims its own entries by name
+//!   instead, so a slice takes only its part of the hash space on either backend.
 //! - An entry is a stream entry with the fields `fb` (its filebase), `meta` (its
 //!   metadata as qtool's YAML, one key per line) and `msg` (the message, byte for byte).
 //!   `qtool:{<queue>.<i>}:index` maps each filebase to its stream ID and size, so
@@ -163,6 +165,14 @@ local id = redis.call('XADD', KEYS[1], '*', 'fb', ARGV[1], 'meta', meta, 'msg', 
 redis.call('HSET', KEYS[2], ARGV[1], id .. ' ' .. size(meta, msg))
 redis.call('HDEL', KEYS[3], 'm:' .. ARGV[1], 'b:' .. ARGV[1], 't:' .. ARGV[1])
 return id
+"#;
+
+/// Renews a held entry's time, if `holder` still holds it. KEYS: held. ARGV:
+/// filebase, holder, new holder.
+const TOUCH: &str = r#"
+if redis.call('HGET', KEYS[1], 't:' .. ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 't:' .. ARGV[1], ARGV[3])
+return 1
 "#;
 
 /// Drops a held entry, if `holder` still holds it. KEYS: held. ARGV: filebase, holder.
@@ -442,25 +452,41 @@ impl RedisQueue {
         format!("qtool:{{{}.{}}}:held", self.name, i)
     }
 
-    /// The number of streams of this queue, recorded the first time it is used.
+    /// The number of streams of this queue, recorded the first time it is written to
+    /// (making the queue exist).
     pub fn ensure(&self) -> Result<u32> {
+        Ok(self.layout(true)?.expect("a queue made exists"))
+    }
+
+    /// The number of streams of this queue, `None` when it does not exist: reading a
+    /// queue never makes it (as reading a missing directory does not).
+    fn layout(&self, create: bool) -> Result<Option<u32>> {
         if let Some(n) = self.streams.get() {
-            return Ok(*n);
+            return Ok(Some(*n));
         }
         let key = format!("qtool:{{{}}}:streams", self.name);
-        let (_, _, n): (RV, RV, Option<i64>) = self.server.run(|c| {
-            redis::pipe()
-                .cmd("SADD")
-                .arg(QUEUES_KEY)
-                .arg(self.name.as_str())
-                .cmd("SET")
-                .arg(&key)
-                .arg(self.instances)
-                .arg("NX")
-                .cmd("GET")
-                .arg(&key)
-                .query(c)
-        })?;
+        let n: Option<i64> = if create {
+            let (_, _, n): (RV, RV, Option<i64>) = self.server.run(|c| {
+                redis::pipe()
+                    .cmd("SADD")
+                    .arg(QUEUES_KEY)
+                    .arg(self.name.as_str())
+                    .cmd("SET")
+                    .arg(&key)
+                    .arg(self.instances)
+                    .arg("NX")
+                    .cmd("GET")
+                    .arg(&key)
+                    .query(c)
+            })?;
+            n
+        } else {
+            let n: Option<i64> = self.server.run(|c| redis::cmd("GET").arg(&key).query(c))?;
+            match n {
+                Some(n) => Some(n),
+                None => return Ok(None),
+            }
+        };
         let n = n
             .filter(|n| *n > 0 && (*n as u64).is_power_of_two() && *n <= Slice::MAX_COUNT as i64)
             .ok_or_else(|| {
@@ -469,14 +495,17 @@ impl RedisQueue {
                     "it records the number of streams of the queue; restore it by hand",
                 )
             })? as u32;
-        Ok(*self.streams.get_or_init(|| n))
+        Ok(Some(*self.streams.get_or_init(|| n)))
     }
 
-    /// Makes the consumer group of every stream (once per process).
-    fn ensure_groups(&self) -> Result<u32> {
-        let n = self.ensure()?;
+    /// The number of streams of an existing queue, with the consumer group of each
+    /// made (once per process); `None` when the queue does not exist.
+    fn groups(&self) -> Result<Option<u32>> {
+        let Some(n) = self.layout(false)? else {
+            return Ok(None);
+        };
         if self.groups.get().is_some() {
-            return Ok(n);
+            return Ok(Some(n));
         }
         for i in 0..n {
             self.server.run(|c| {
@@ -494,7 +523,7 @@ impl RedisQueue {
             })?;
         }
         let _ = self.groups.set(());
-        Ok(n)
+        Ok(Some(n))
     }
 
     /// The stream of filebase `fb` among `n`.
@@ -571,7 +600,9 @@ impl RedisQueue {
     /// Every entry: filebase, state, size, and (for `scan`) stream entries without a
     /// valid filebase, as strays.
     pub fn scan(&self, state: Option<State>, slice: Slice) -> Result<Scan> {
-        let n = self.ensure_groups()?;
+        let Some(n) = self.groups()? else {
+            return Ok(Scan::default());
+        };
         let mut rows: Vec<(Filebase, State, u64)> = Vec::new();
         let mut strays = Vec::new();
         for i in 0..n {
@@ -646,7 +677,9 @@ impl RedisQueue {
 
     /// Where entry `fb` is: its stream ID (if in the stream) and its state.
     fn find(&self, fb: &Filebase) -> Result<Option<(Option<String>, State)>> {
-        let n = self.ensure_groups()?;
+        let Some(n) = self.groups()? else {
+            return Ok(None);
+        };
         let i = self.stream_of(fb, n);
         let (idx, held): (Option<String>, i64) = self.server.run(|c| {
             redis::pipe()
@@ -688,7 +721,9 @@ impl RedisQueue {
 
     /// Reads entry `fb` without claiming it.
     pub fn read(&self, fb: &Filebase) -> Result<Option<Entry>> {
-        let n = self.ensure()?;
+        let Some(n) = self.layout(false)? else {
+            return Ok(None);
+        };
         let i = self.stream_of(fb, n);
         let what = format!("{} entry {fb}", self.location());
         match self.find(fb)? {
@@ -730,7 +765,9 @@ impl RedisQueue {
     /// Claims a ready entry by name (for `dequeue` and the repairs): takes it out of
     /// the stream into the held hash.
     pub fn claim(&self, fb: &Filebase) -> Result<Claimed> {
-        let n = self.ensure_groups()?;
+        let Some(n) = self.groups()? else {
+            return Ok(Claimed::Lost);
+        };
         let i = self.stream_of(fb, n);
         let holder = self.holder();
         let r: RV = self.server.run(|c| {
@@ -748,7 +785,9 @@ impl RedisQueue {
         Ok(Claimed::Got(self.new_claim(
             fb.clone(),
             i,
-            Kind::Held { holder },
+            Kind::Held {
+                holder: holder.into(),
+            },
             bytes(&parts[0]).unwrap_or_default().to_vec(),
             bytes(&parts[1]).unwrap_or_default().to_vec(),
         )))
@@ -775,13 +814,28 @@ impl RedisQueue {
 
     /// A runner's pass over the streams of `slice`.
     pub fn pass(&self, slice: Slice, prefetch: usize) -> Result<RedisPass> {
-        let n = self.ensure_groups()?;
-        let streams: Vec<u32> = if self.is_bad() {
+        let n = self.groups()?.unwrap_or(0);
+        let streams: Vec<u32> = if self.is_bad() || n == 0 {
             Vec::new()
         } else {
             self.streams_for(slice, n).collect()
         };
+        if slice.count > n && !self.is_bad() {
+            // A slice finer than the streams: it owns only part of a stream, so it
+            // claims its own entries by name instead of reading the stream's group.
+            let scan = self.scan(Some(State::Ready), slice)?;
+            return Ok(RedisPass {
+                len: scan.entries.len(),
+                by_name: Some(scan.entries.into_iter().map(|(fb, _)| fb).collect()),
+                streams: Vec::new(),
+                bounds: Vec::new(),
+                done: Vec::new(),
+                buffer: VecDeque::new(),
+                prefetch: 1,
+            });
+        }
         let mut pass = RedisPass {
+            by_name: None,
             streams: streams.clone(),
             bounds: Vec::new(),
             done: vec![false; streams.len()],
@@ -820,23 +874,43 @@ impl RedisQueue {
     /// Resets the idle time of a pending entry this process works on, at most every
     /// quarter of the claim timeout.
     pub fn keep_alive(&self, c: &RedisClaim) {
-        let Kind::Pending { id } = &c.kind else {
-            return;
-        };
         if c.touched.get().elapsed() < self.claim_timeout / 4 {
             return;
         }
         c.touched.set(Instant::now());
-        let _ = self.server.run(|conn| {
-            redis::cmd("XCLAIM")
-                .arg(self.stream(c.stream))
-                .arg(GROUP)
-                .arg(&self.server.consumer)
-                .arg(0)
-                .arg(id)
-                .arg("JUSTID")
-                .query::<RV>(conn)
-        });
+        let i = c.stream;
+        match &c.kind {
+            Kind::Pending { id } => {
+                let _ = self.server.run(|conn| {
+                    redis::cmd("XCLAIM")
+                        .arg(self.stream(i))
+                        .arg(GROUP)
+                        .arg(&self.server.consumer)
+                        .arg(0)
+                        .arg(id)
+                        .arg("JUSTID")
+                        .query::<RV>(conn)
+                });
+            }
+            Kind::Held { holder } => {
+                let renewed = self.holder();
+                let done: Result<i64> = self.server.run(|conn| {
+                    eval(
+                        TOUCH,
+                        &[&self.held(i)],
+                        &[
+                            c.fb.as_str().as_bytes(),
+                            holder.borrow().as_bytes(),
+                            renewed.as_bytes(),
+                        ],
+                    )
+                    .query(conn)
+                });
+                if let Ok(1) = done {
+                    *holder.borrow_mut() = renewed;
+                }
+            }
+        }
     }
 
     fn lost(&self, fb: &Filebase) -> Error {
@@ -879,7 +953,7 @@ impl RedisQueue {
                 Kind::Held { holder } => eval(
                     DROP,
                     &[&self.held(i)],
-                    &[c.fb.as_str().as_bytes(), holder.as_bytes()],
+                    &[c.fb.as_str().as_bytes(), holder.borrow().as_bytes()],
                 ),
             });
         }
@@ -918,7 +992,12 @@ impl RedisQueue {
                 eval(
                     RELEASE,
                     &[&self.stream(i), &self.index(i), &self.held(i)],
-                    &[c.fb.as_str().as_bytes(), holder.as_bytes(), meta, replace],
+                    &[
+                        c.fb.as_str().as_bytes(),
+                        holder.borrow().as_bytes(),
+                        meta,
+                        replace,
+                    ],
                 )
                 .query(conn)
             })?,
@@ -938,7 +1017,9 @@ impl RedisQueue {
         if self.is_bad() {
             return Ok(report);
         }
-        let n = self.ensure_groups()?;
+        let Some(n) = self.groups()? else {
+            return Ok(report);
+        };
         let min_idle = self.claim_timeout.as_millis() as u64;
         for i in self.streams_for(slice, n) {
             let mut cursor = "0-0".to_string();
@@ -1084,7 +1165,9 @@ impl RedisQueue {
             let claim = RedisClaim {
                 fb: fb.clone(),
                 stream: i,
-                kind: Kind::Held { holder },
+                kind: Kind::Held {
+                    holder: holder.into(),
+                },
                 meta: meta.unwrap_or_default(),
                 msg: Arc::new(msg.unwrap_or_default()),
                 location: String::new(),
@@ -1137,7 +1220,9 @@ impl RedisQueue {
 
     /// The entries with the first `head` bytes of each message, for `list`.
     pub fn heads(&self, head: usize) -> Result<(Vec<Head>, Vec<String>)> {
-        let n = self.ensure_groups()?;
+        let Some(n) = self.groups()? else {
+            return Ok((Vec::new(), Vec::new()));
+        };
         let mut out = Vec::new();
         let mut strays = Vec::new();
         for i in 0..n {
@@ -1256,7 +1341,7 @@ enum Kind {
     /// Delivered to this consumer by `XREADGROUP` (or `XAUTOCLAIM`).
     Pending { id: String },
     /// Taken out of the stream by name into the held hash, by `holder`.
-    Held { holder: String },
+    Held { holder: std::cell::RefCell<String> },
 }
 
 /// A claimed Redis entry, with its content.
@@ -1288,6 +1373,8 @@ impl RedisClaim {
 
 /// A runner's pass over some streams of a queue.
 pub struct RedisPass {
+    /// For a slice finer than the queue's streams: its ready entries, claimed by name.
+    by_name: Option<VecDeque<Filebase>>,
     streams: Vec<u32>,
     /// The last ID of each stream when the pass began: the pass ends there, so a pass
     /// ends even while producers keep adding.
@@ -1308,6 +1395,15 @@ impl RedisPass {
         q: &RedisQueue,
         bad: &Switchboard,
     ) -> Result<Option<(Filebase, Claimed)>> {
+        if let Some(names) = &mut self.by_name {
+            return match names.pop_front() {
+                Some(fb) => {
+                    let claimed = q.claim(&fb)?;
+                    Ok(Some((fb, claimed)))
+                }
+                None => Ok(None),
+            };
+        }
         loop {
             if let Some((i, id, fields)) = self.buffer.pop_front() {
                 let mut f = entry_fields(&fields);

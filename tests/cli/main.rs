@@ -16,6 +16,7 @@ mod generated;
 mod handlers;
 mod hostile;
 mod mailman;
+mod redis;
 mod runner;
 mod seed;
 mod supervisor;
