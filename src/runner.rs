@@ -101,11 +101,14 @@ pub struct Runner {
     /// How long a running handler may go on after a stop before it is killed and its
     /// entry put back.
     pub grace: Duration,
+    /// When this runner last recovered (set by [`Runner::recover`]).
+    pub recovered_at: std::cell::Cell<Option<Instant>>,
 }
 
 impl Runner {
     /// Recovers the orphaned `.bak` files of this runner's slice.
     pub fn recover(&self, log: &mut dyn FnMut(Event)) -> Result<Counts> {
+        self.recovered_at.set(Some(Instant::now()));
         if matches!(self.handler, Handler::Exec { .. }) {
             crate::handler::remove_stale_metadata_files();
         }
@@ -169,10 +172,16 @@ impl Runner {
                 break;
             };
             self.process_one(&fb, claimed, &mut forwarding, &mut counts, log)?;
+            // On Redis a dead runner's entries wait for recovery: a long pass does not
+            // put it off.
+            if self.queue.recovery_interval().is_some() && self.recovery_due() {
+                counts.add(&self.recover(log)?);
+            }
         }
         if let Some(f) = &mut forwarding {
             self.flush_forwards(f, &mut counts, log)?;
         }
+        pass.give_back()?;
         Ok(counts)
     }
 
@@ -197,11 +206,8 @@ impl Runner {
         }
         let failed = held.split_off(committed.min(held.len()));
         let done: Vec<Filebase> = held.iter().map(|c| c.filebase.clone()).collect();
-        self.queue.finish_all(held)?;
-        for fb in &done {
-            counts.done += 1;
-            log(Event::Done(fb));
-        }
+        // Those not forwarded go back first: a failure to finish the others must not
+        // leave them claimed.
         for claim in failed {
             let fb = claim.filebase.clone();
             self.queue.put_back(claim)?;
@@ -212,6 +218,11 @@ impl Runner {
                 &fb,
                 &format!("forward to {} failed: {why}", target.unwrap_or_default()),
             ));
+        }
+        self.queue.finish_all(held)?;
+        for fb in &done {
+            counts.done += 1;
+            log(Event::Done(fb));
         }
         Ok(())
     }
@@ -277,7 +288,7 @@ impl Runner {
                     match added {
                         Ok(()) => {
                             held.push(claim);
-                            if held.len() >= FORWARD_BATCH {
+                            if held.len() >= FORWARD_BATCH || batch.is_full() {
                                 let f = forwarding.as_mut().expect("forwarding");
                                 self.flush_forwards(f, counts, log)?;
                             }
@@ -368,19 +379,12 @@ impl Runner {
     pub fn run(&self, log: &mut dyn FnMut(Event)) -> Result<Counts> {
         let mut total = Counts::default();
         let mut backoff = Duration::ZERO;
-        let mut recovered_at: Option<Instant> = None;
-        let every = self.queue.recovery_interval();
         while !self.stop.load(Ordering::Relaxed) {
             let step = (|| {
                 let mut counts = Counts::default();
-                let due = match recovered_at {
-                    None => true,
-                    Some(at) => every.is_some_and(|e| at.elapsed() >= e),
-                };
-                if due {
+                if self.recovery_due() {
                     self.queue.create()?;
                     counts.add(&self.recover(log)?);
-                    recovered_at = Some(Instant::now());
                 }
                 counts.add(&self.one_pass(log)?);
                 Ok::<_, Error>(counts)
@@ -402,6 +406,18 @@ impl Runner {
             }
         }
         Ok(total)
+    }
+
+    /// True when this runner has not recovered yet, or (on Redis) not for half a
+    /// claim timeout.
+    fn recovery_due(&self) -> bool {
+        match self.recovered_at.get() {
+            None => true,
+            Some(at) => self
+                .queue
+                .recovery_interval()
+                .is_some_and(|e| at.elapsed() >= e),
+        }
     }
 
     fn snooze(&self, time: Duration) {

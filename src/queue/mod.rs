@@ -440,14 +440,9 @@ impl Switchboard {
     /// between backends it is copied, then removed here. A file that cannot go to a
     /// `bad` on another backend is preserved where it lies (`<filebase>.psv`).
     pub fn preserve(&self, claim: Claim, bad: &Switchboard) -> Result<()> {
-        let fb = claim.filebase;
         match (&self.backend, claim.held) {
             (Backend::Dir(d), Held::File(c)) => d.preserve(c, bad.as_dir()),
-            (Backend::Redis(r), Held::Redis(c)) => {
-                let (meta, msg) = c.raw();
-                bad.store_preserved(&fb, meta, msg)?;
-                r.finish(c)
-            }
+            (Backend::Redis(r), Held::Redis(c)) => r.to_bad(c, None, bad),
             _ => Err(mismatch()),
         }
     }
@@ -520,6 +515,21 @@ impl Pass<'_> {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Ends a pass early: entries a backend claimed ahead are given back as they were
+    /// (not counted as recovered, as they would be if simply dropped).
+    pub fn give_back(mut self) -> Result<()> {
+        match &mut self.inner {
+            PassInner::Dir(_) => Ok(()),
+            PassInner::Redis(pass) => {
+                let r = self
+                    .sb
+                    .as_redis()
+                    .expect("a Redis pass is over a Redis queue");
+                pass.give_back(r)
+            }
+        }
     }
 
     /// The next entry of the pass and the outcome of claiming it; `None` at the end.

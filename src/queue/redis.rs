@@ -75,7 +75,8 @@ const QUEUES_KEY: &str = "qtool:queues";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Lua helpers shared by the scripts.
+/// Lua helpers shared by the scripts. Times that decide whether a holder is alive are
+/// the server's (`TIME`), never a client's clock.
 const PRELUDE: &str = r#"
 local function fields(e)
   local t = {}
@@ -88,6 +89,13 @@ local function owner(stream, group, id)
   return p[1][2]
 end
 local function size(meta, msg) return #meta + #msg end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function since(holder)
+  return tonumber(string.match(holder or '', '^(%d+) ')) or 0
+end
 "#;
 
 /// Adds an entry unless its filebase is taken. KEYS: stream, index, held.
@@ -102,6 +110,15 @@ redis.call('HSET', KEYS[2], ARGV[1], id .. ' ' .. size(ARGV[2], ARGV[3]))
 return id
 "#;
 
+/// Takes back an entry just added by a batch that failed part-way. KEYS: stream,
+/// index. ARGV: id, filebase.
+const UNADD: &str = r#"
+redis.call('XDEL', KEYS[1], ARGV[1])
+local v = redis.call('HGET', KEYS[2], ARGV[2])
+if v and string.match(v, '^%S+') == ARGV[1] then redis.call('HDEL', KEYS[2], ARGV[2]) end
+return 1
+"#;
+
 /// Finishes a pending entry this consumer owns. KEYS: stream, index.
 /// ARGV: group, consumer, id, filebase. Returns 1, or 0 when it is not ours.
 const FINISH: &str = r#"
@@ -110,6 +127,15 @@ redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[3])
 local v = redis.call('HGET', KEYS[2], ARGV[4])
 if v and string.match(v, '^%S+') == ARGV[3] then redis.call('HDEL', KEYS[2], ARGV[4]) end
+return 1
+"#;
+
+/// Resets the idle time of a pending entry, only if this consumer still owns it (so a
+/// live but slow holder never takes an entry back from its recoverer). KEYS: stream.
+/// ARGV: group, consumer, id.
+const TOUCH_PENDING: &str = r#"
+if owner(KEYS[1], ARGV[1], ARGV[3]) ~= ARGV[2] then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
 return 1
 "#;
 
@@ -134,12 +160,13 @@ return id
 "#;
 
 /// Takes a ready entry by filebase into the held hash. KEYS: stream, index, held.
-/// ARGV: group, filebase, holder ("<ms> <consumer>"). Returns {meta, msg}, 'claimed'
-/// when a consumer has it, or nil when there is no such entry.
+/// ARGV: group, filebase, consumer. Returns {meta, msg, holder} (holder: "<server ms>
+/// <consumer>"), 'claimed' when a consumer has it, or nil when there is no such entry.
 const TAKE: &str = r#"
 local v = redis.call('HGET', KEYS[2], ARGV[2])
 if not v then return false end
 local id = string.match(v, '^%S+')
+if not id then return false end
 if owner(KEYS[1], ARGV[1], id) then return 'claimed' end
 local e = redis.call('XRANGE', KEYS[1], id, id)
 if #e == 0 then
@@ -148,10 +175,31 @@ if #e == 0 then
 end
 local f = fields(e[1][2])
 local meta, msg = f['meta'] or '', f['msg'] or ''
-redis.call('HSET', KEYS[3], 'm:' .. ARGV[2], meta, 'b:' .. ARGV[2], msg, 't:' .. ARGV[2], ARGV[3])
+local holder = now_ms() .. ' ' .. ARGV[3]
+redis.call('HSET', KEYS[3], 'm:' .. ARGV[2], meta, 'b:' .. ARGV[2], msg, 't:' .. ARGV[2], holder)
 redis.call('XDEL', KEYS[1], id)
 redis.call('HDEL', KEYS[2], ARGV[2])
-return {meta, msg}
+return {meta, msg, holder}
+"#;
+
+/// Renews a held entry's holder, if `holder` still holds it. KEYS: held. ARGV:
+/// filebase, holder, consumer. Returns the new holder, or nil.
+const TOUCH: &str = r#"
+if redis.call('HGET', KEYS[1], 't:' .. ARGV[1]) ~= ARGV[2] then return false end
+local holder = now_ms() .. ' ' .. ARGV[3]
+redis.call('HSET', KEYS[1], 't:' .. ARGV[1], holder)
+return holder
+"#;
+
+/// Takes over a held entry whose holder has been silent for the claim timeout.
+/// KEYS: held. ARGV: filebase, consumer, timeout in ms. Returns {meta, msg, holder},
+/// or nil when it is gone or its holder is alive.
+const STEAL: &str = r#"
+local old = redis.call('HGET', KEYS[1], 't:' .. ARGV[1])
+if not old or now_ms() - since(old) < tonumber(ARGV[3]) then return false end
+local holder = now_ms() .. ' ' .. ARGV[2]
+redis.call('HSET', KEYS[1], 't:' .. ARGV[1], holder)
+return {redis.call('HGET', KEYS[1], 'm:' .. ARGV[1]) or '', redis.call('HGET', KEYS[1], 'b:' .. ARGV[1]) or '', holder}
 "#;
 
 /// Gives a held entry back to its stream, if `holder` still holds it. KEYS: stream,
@@ -167,14 +215,6 @@ redis.call('HDEL', KEYS[3], 'm:' .. ARGV[1], 'b:' .. ARGV[1], 't:' .. ARGV[1])
 return id
 "#;
 
-/// Renews a held entry's time, if `holder` still holds it. KEYS: held. ARGV:
-/// filebase, holder, new holder.
-const TOUCH: &str = r#"
-if redis.call('HGET', KEYS[1], 't:' .. ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 't:' .. ARGV[1], ARGV[3])
-return 1
-"#;
-
 /// Drops a held entry, if `holder` still holds it. KEYS: held. ARGV: filebase, holder.
 const DROP: &str = r#"
 if redis.call('HGET', KEYS[1], 't:' .. ARGV[1]) ~= ARGV[2] then return 0 end
@@ -182,14 +222,76 @@ redis.call('HDEL', KEYS[1], 'm:' .. ARGV[1], 'b:' .. ARGV[1], 't:' .. ARGV[1])
 return 1
 "#;
 
-/// One page of a stream for `list`: KEYS: stream. ARGV: start (exclusive after the
-/// first page), count, head bytes. Returns {id, fb, meta, head of msg, size} per entry.
+/// Moves a claimed entry to `bad` on the same server in one step, if this process
+/// still holds it. KEYS: stream, index, held (of the queue), stream, index, held (of
+/// `bad`). ARGV: 'pending' or 'held', group, consumer or holder, id, filebase, meta,
+/// replace ('1' to use ARGV[6]), another filebase to use if ARGV[5] is taken in `bad`.
+/// Returns the filebase it has in `bad`, or nil.
+const TO_BAD: &str = r#"
+local meta, msg
+if ARGV[1] == 'pending' then
+  if owner(KEYS[1], ARGV[2], ARGV[4]) ~= ARGV[3] then return false end
+  local e = redis.call('XRANGE', KEYS[1], ARGV[4], ARGV[4])
+  if #e == 0 then
+    redis.call('XACK', KEYS[1], ARGV[2], ARGV[4])
+    return false
+  end
+  local f = fields(e[1][2])
+  meta, msg = f['meta'] or '', f['msg'] or ''
+else
+  if redis.call('HGET', KEYS[3], 't:' .. ARGV[5]) ~= ARGV[3] then return false end
+  meta = redis.call('HGET', KEYS[3], 'm:' .. ARGV[5]) or ''
+  msg = redis.call('HGET', KEYS[3], 'b:' .. ARGV[5]) or ''
+end
+if ARGV[7] == '1' then meta = ARGV[6] end
+local fb = ARGV[5]
+if redis.call('HEXISTS', KEYS[5], fb) == 1 or redis.call('HEXISTS', KEYS[6], 'm:' .. fb) == 1 then
+  fb = ARGV[8]
+end
+local id = redis.call('XADD', KEYS[4], '*', 'fb', fb, 'meta', meta, 'msg', msg)
+redis.call('HSET', KEYS[5], fb, id .. ' ' .. size(meta, msg))
+if ARGV[1] == 'pending' then
+  redis.call('XACK', KEYS[1], ARGV[2], ARGV[4])
+  redis.call('XDEL', KEYS[1], ARGV[4])
+  local v = redis.call('HGET', KEYS[2], ARGV[5])
+  if v and string.match(v, '^%S+') == ARGV[4] then redis.call('HDEL', KEYS[2], ARGV[5]) end
+else
+  redis.call('HDEL', KEYS[3], 'm:' .. ARGV[5], 'b:' .. ARGV[5], 't:' .. ARGV[5])
+end
+return fb
+"#;
+
+/// Forgets a consumer (a dead runner) that holds nothing and has been idle for long,
+/// in one step, so one that just took entries is never forgotten with them. KEYS:
+/// stream. ARGV: group, consumer, minimum idle ms.
+const FORGET: &str = r#"
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return 0 end
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local f = fields(c)
+  if f['name'] == ARGV[2] then
+    if tonumber(f['idle']) >= tonumber(ARGV[3]) then
+      redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+      return 1
+    end
+    return 0
+  end
+end
+return 0
+"#;
+
+/// One page of a stream for `list`, an entry at a time so the server never holds more
+/// than one entry beyond the page: KEYS: stream. ARGV: start, most entries, head
+/// bytes, most bytes. Returns {id, fb, meta, head of msg, size} per entry.
 const HEADS: &str = r#"
-local out = {}
-for _, e in ipairs(redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])) do
-  local f = fields(e[2])
+local out, total, start = {}, 0, ARGV[1]
+while #out < tonumber(ARGV[2]) and total < tonumber(ARGV[4]) do
+  local r = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', 1)
+  if #r == 0 then break end
+  local f = fields(r[1][2])
   local meta, msg = f['meta'] or '', f['msg'] or ''
-  table.insert(out, {e[1], f['fb'] or '', meta, string.sub(msg, 1, tonumber(ARGV[3])), size(meta, msg)})
+  total = total + size(meta, msg)
+  table.insert(out, {r[1][1], f['fb'] or '', meta, string.sub(msg, 1, tonumber(ARGV[3])), size(meta, msg)})
+  start = '(' .. r[1][1]
 end
 return out
 "#;
@@ -229,7 +331,7 @@ impl Server {
             shown: redact(url),
             client: redis::Client::open(url).map_err(|e| e.to_string()),
             conn: Mutex::new(None),
-            consumer: format!("{}:{}", hostname(), std::process::id()),
+            consumer: format!("{}:{}:{:08x}", hostname(), std::process::id(), random_u32()),
         }
     }
 
@@ -249,6 +351,7 @@ impl Server {
             )
         })?;
         let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let _held = SignalsHeld::new();
         if slot.is_none() {
             let conn = client
                 .get_connection_with_timeout(CONNECT_TIMEOUT)
@@ -315,6 +418,46 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// A random number, from the standard library's per-process hash seed.
+fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish() as u32
+}
+
+/// Blocks every blockable signal in this thread while it lives. A signal that arrives
+/// during a Redis call then waits for the call to end: a socket read with a timeout
+/// is not restarted after a signal handler (signal(7)), and an interrupted call would
+/// leave its command's outcome unknown.
+struct SignalsHeld(libc::sigset_t);
+
+impl SignalsHeld {
+    fn new() -> SignalsHeld {
+        // SAFETY: sigfillset/pthread_sigmask on sets owned here.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+            SignalsHeld(old)
+        }
+    }
+}
+
+impl Drop for SignalsHeld {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved in `new`.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut());
+        }
+    }
+}
+
 fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname(2) writes at most `len` bytes into the buffer.
@@ -324,13 +467,6 @@ fn hostname() -> String {
     }
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
-/// Milliseconds since the epoch.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// One queue on a Redis server.
@@ -343,8 +479,8 @@ pub struct RedisQueue {
     claim_timeout: Duration,
     /// The queue's number of streams, once read.
     streams: Arc<OnceLock<u32>>,
-    /// Set once the consumer groups are known to exist.
-    groups: Arc<OnceLock<()>>,
+    /// Set once the consumer groups are known to exist (cleared if one goes missing).
+    groups: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl fmt::Debug for RedisQueue {
@@ -407,6 +543,24 @@ fn eval(script: &str, keys: &[&str], args: &[&[u8]]) -> redis::Cmd {
     cmd
 }
 
+/// Runs a pipeline and returns each command's own outcome (the client's `query` stops
+/// at the first refused command, hiding what the others did).
+fn pipeline_each(
+    c: &mut redis::Connection,
+    pipe: &redis::Pipeline,
+    n: usize,
+) -> redis::RedisResult<Vec<std::result::Result<RV, String>>> {
+    use redis::ConnectionLike;
+    let replies = c.req_packed_commands(&pipe.get_packed_pipeline(), 0, n)?;
+    Ok(replies
+        .into_iter()
+        .map(|v| match v {
+            RV::ServerError(e) => Err(format!("{e:?}")),
+            other => Ok(other),
+        })
+        .collect())
+}
+
 impl RedisQueue {
     pub fn new(
         name: QueueName,
@@ -426,6 +580,19 @@ impl RedisQueue {
 
     pub fn name(&self) -> &QueueName {
         &self.name
+    }
+
+    /// Runs `f` on the server; a stream or group that went missing (deleted by hand)
+    /// makes the groups be made again on the next call.
+    fn run<T>(&self, f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>) -> Result<T> {
+        let r = self.server.run(f);
+        if let Err(e) = &r {
+            if e.message.contains("NOGROUP") {
+                self.groups
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        r
     }
 
     pub fn location(&self) -> String {
@@ -466,7 +633,7 @@ impl RedisQueue {
         }
         let key = format!("qtool:{{{}}}:streams", self.name);
         let n: Option<i64> = if create {
-            let (_, _, n): (RV, RV, Option<i64>) = self.server.run(|c| {
+            let (_, _, n): (RV, RV, Option<i64>) = self.run(|c| {
                 redis::pipe()
                     .cmd("SADD")
                     .arg(QUEUES_KEY)
@@ -481,7 +648,7 @@ impl RedisQueue {
             })?;
             n
         } else {
-            let n: Option<i64> = self.server.run(|c| redis::cmd("GET").arg(&key).query(c))?;
+            let n: Option<i64> = self.run(|c| redis::cmd("GET").arg(&key).query(c))?;
             match n {
                 Some(n) => Some(n),
                 None => return Ok(None),
@@ -504,11 +671,11 @@ impl RedisQueue {
         let Some(n) = self.layout(false)? else {
             return Ok(None);
         };
-        if self.groups.get().is_some() {
+        if self.groups.load(std::sync::atomic::Ordering::Relaxed) {
             return Ok(Some(n));
         }
         for i in 0..n {
-            self.server.run(|c| {
+            self.run(|c| {
                 let created: redis::RedisResult<RV> = redis::cmd("XGROUP")
                     .arg("CREATE")
                     .arg(self.stream(i))
@@ -522,7 +689,8 @@ impl RedisQueue {
                 }
             })?;
         }
-        let _ = self.groups.set(());
+        self.groups
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(Some(n))
     }
 
@@ -544,16 +712,18 @@ impl RedisQueue {
         }
     }
 
-    fn holder(&self) -> String {
-        format!("{} {}", now_ms(), self.server.consumer)
-    }
-
     pub fn batch(&self) -> RedisBatch {
         RedisBatch::default()
     }
 
     /// Adds entries in one pipeline; `None` for each whose filebase was taken.
-    fn add_all(&self, items: &[(u32, &Filebase, &[u8], &[u8])]) -> Result<Vec<Option<String>>> {
+    /// Adds entries in one pipeline: for each, its new ID, `None` when its filebase
+    /// was taken, or why Redis refused it (out of memory, say).
+    #[allow(clippy::type_complexity)]
+    fn add_all(
+        &self,
+        items: &[(u32, &Filebase, &[u8], &[u8])],
+    ) -> Result<Vec<std::result::Result<Option<String>, String>>> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
@@ -565,8 +735,25 @@ impl RedisQueue {
                 &[fb.as_str().as_bytes(), meta, msg],
             ));
         }
-        let replies: Vec<RV> = self.server.run(|c| pipe.query(c))?;
-        Ok(replies.iter().map(text).collect())
+        let replies = self.run(|c| pipeline_each(c, &pipe, items.len()))?;
+        Ok(replies.into_iter().map(|r| r.map(|v| text(&v))).collect())
+    }
+
+    /// Takes back entries a batch added after one that failed, so that what a batch
+    /// reports committed is exactly what it added.
+    fn unadd(&self, added: &[(u32, String, &Filebase)]) -> Result<()> {
+        if added.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (i, id, fb) in added {
+            pipe.add_command(eval(
+                UNADD,
+                &[&self.stream(*i), &self.index(*i)],
+                &[id.as_bytes(), fb.as_str().as_bytes()],
+            ));
+        }
+        self.run(|c| pipe.query::<RV>(c)).map(|_| ())
     }
 
     /// Adds one entry under `fb`, or under a fresh name if `fb` is taken.
@@ -575,8 +762,10 @@ impl RedisQueue {
         let mut fb = fb.clone();
         for _ in 0..100 {
             let i = self.stream_of(&fb, n);
-            if self.add_all(&[(i, &fb, meta, msg)])?[0].is_some() {
-                return Ok(fb);
+            match self.add_all(&[(i, &fb, meta, msg)])?.remove(0) {
+                Ok(Some(_)) => return Ok(fb),
+                Ok(None) => {}
+                Err(why) => return Err(self.refused(&why)),
             }
             let mut hasher = sha1::Sha1::default();
             hasher.update(fb.as_str().as_bytes());
@@ -590,6 +779,17 @@ impl RedisQueue {
             ),
             "try again",
         ))
+    }
+
+    fn refused(&self, why: &str) -> Error {
+        Error::new(
+            exit::TEMPFAIL,
+            format!(
+                "Redis at {} refused an entry for {}: {why}",
+                self.server.shown, self.name
+            ),
+            "check Redis's memory (maxmemory) and logs; what was not printed was not stored",
+        )
     }
 
     /// Stores a preserved entry in this (`bad`) queue.
@@ -606,7 +806,7 @@ impl RedisQueue {
         let mut rows: Vec<(Filebase, State, u64)> = Vec::new();
         let mut strays = Vec::new();
         for i in 0..n {
-            let (index, pending, held): (RV, RV, RV) = self.server.run(|c| {
+            let (index, pending, held): (RV, RV, RV) = self.run(|c| {
                 redis::pipe()
                     .cmd("HGETALL")
                     .arg(self.index(i))
@@ -616,7 +816,7 @@ impl RedisQueue {
                     .arg("-")
                     .arg("+")
                     .arg(i64::MAX)
-                    .cmd("HGETALL")
+                    .cmd("HKEYS")
                     .arg(self.held(i))
                     .query(c)
             })?;
@@ -645,20 +845,20 @@ impl RedisQueue {
                 };
                 rows.push((fb, st, size));
             }
-            let held = array(&held);
-            let mut sizes: HashMap<String, u64> = HashMap::new();
-            for kv in held.chunks(2) {
-                if let [k, v] = kv {
-                    let key = text(k).unwrap_or_default();
-                    let len = bytes(v).map_or(0, |b| b.len() as u64);
-                    if let Some(fb) = key.strip_prefix("m:").or_else(|| key.strip_prefix("b:")) {
-                        *sizes.entry(fb.to_string()).or_default() += len;
-                    }
+            // Held entries: their sizes without their bodies.
+            let held: Vec<Filebase> = array(&held)
+                .iter()
+                .filter_map(|k| text(k)?.strip_prefix("m:")?.parse().ok())
+                .collect();
+            if !held.is_empty() {
+                let mut pipe = redis::pipe();
+                for fb in &held {
+                    pipe.cmd("HSTRLEN").arg(self.held(i)).arg(format!("m:{fb}"));
+                    pipe.cmd("HSTRLEN").arg(self.held(i)).arg(format!("b:{fb}"));
                 }
-            }
-            for (name, size) in sizes {
-                if let Ok(fb) = name.parse::<Filebase>() {
-                    rows.push((fb, State::Claimed, size));
+                let lens: Vec<u64> = self.run(|c| pipe.query(c))?;
+                for (fb, len) in held.into_iter().zip(lens.chunks(2)) {
+                    rows.push((fb, State::Claimed, len.iter().sum()));
                 }
             }
         }
@@ -681,7 +881,7 @@ impl RedisQueue {
             return Ok(None);
         };
         let i = self.stream_of(fb, n);
-        let (idx, held): (Option<String>, i64) = self.server.run(|c| {
+        let (idx, held): (Option<String>, i64) = self.run(|c| {
             redis::pipe()
                 .cmd("HGET")
                 .arg(self.index(i))
@@ -696,7 +896,7 @@ impl RedisQueue {
             if self.is_bad() {
                 return Ok(Some((Some(id), State::Preserved)));
             }
-            let p: RV = self.server.run(|c| {
+            let p: RV = self.run(|c| {
                 redis::cmd("XPENDING")
                     .arg(self.stream(i))
                     .arg(GROUP)
@@ -728,7 +928,7 @@ impl RedisQueue {
         let what = format!("{} entry {fb}", self.location());
         match self.find(fb)? {
             Some((Some(id), _)) => {
-                let e: RV = self.server.run(|c| {
+                let e: RV = self.run(|c| {
                     redis::cmd("XRANGE")
                         .arg(self.stream(i))
                         .arg(&id)
@@ -744,7 +944,7 @@ impl RedisQueue {
                 Entry::from_memory(&meta, Arc::new(msg), &what).map(Some)
             }
             Some((None, _)) => {
-                let (meta, msg): (Option<Vec<u8>>, Option<Vec<u8>>) = self.server.run(|c| {
+                let (meta, msg): (Option<Vec<u8>>, Option<Vec<u8>>) = self.run(|c| {
                     redis::cmd("HMGET")
                         .arg(self.held(i))
                         .arg(format!("m:{fb}"))
@@ -769,24 +969,27 @@ impl RedisQueue {
             return Ok(Claimed::Lost);
         };
         let i = self.stream_of(fb, n);
-        let holder = self.holder();
-        let r: RV = self.server.run(|c| {
+        let r: RV = self.run(|c| {
             eval(
                 TAKE,
                 &[&self.stream(i), &self.index(i), &self.held(i)],
-                &[GROUP.as_bytes(), fb.as_str().as_bytes(), holder.as_bytes()],
+                &[
+                    GROUP.as_bytes(),
+                    fb.as_str().as_bytes(),
+                    self.server.consumer.as_bytes(),
+                ],
             )
             .query(c)
         })?;
         let parts = array(&r);
-        if parts.len() != 2 {
+        if parts.len() != 3 {
             return Ok(Claimed::Lost);
         }
         Ok(Claimed::Got(self.new_claim(
             fb.clone(),
             i,
             Kind::Held {
-                holder: holder.into(),
+                holder: text(&parts[2]).unwrap_or_default().into(),
             },
             bytes(&parts[0]).unwrap_or_default().to_vec(),
             bytes(&parts[1]).unwrap_or_default().to_vec(),
@@ -832,6 +1035,7 @@ impl RedisQueue {
                 done: Vec::new(),
                 buffer: VecDeque::new(),
                 prefetch: 1,
+                asked: 1,
             });
         }
         let mut pass = RedisPass {
@@ -841,10 +1045,11 @@ impl RedisQueue {
             done: vec![false; streams.len()],
             buffer: VecDeque::new(),
             prefetch: prefetch.max(1),
+            asked: prefetch.max(1),
             len: 0,
         };
         for i in streams {
-            let (len, summary, last): (i64, RV, RV) = self.server.run(|c| {
+            let (len, summary, last): (i64, RV, RV) = self.run(|c| {
                 redis::pipe()
                     .cmd("XLEN")
                     .arg(self.stream(i))
@@ -881,32 +1086,33 @@ impl RedisQueue {
         let i = c.stream;
         match &c.kind {
             Kind::Pending { id } => {
-                let _ = self.server.run(|conn| {
-                    redis::cmd("XCLAIM")
-                        .arg(self.stream(i))
-                        .arg(GROUP)
-                        .arg(&self.server.consumer)
-                        .arg(0)
-                        .arg(id)
-                        .arg("JUSTID")
-                        .query::<RV>(conn)
+                let _ = self.run(|conn| {
+                    eval(
+                        TOUCH_PENDING,
+                        &[&self.stream(i)],
+                        &[
+                            GROUP.as_bytes(),
+                            self.server.consumer.as_bytes(),
+                            id.as_bytes(),
+                        ],
+                    )
+                    .query::<RV>(conn)
                 });
             }
             Kind::Held { holder } => {
-                let renewed = self.holder();
-                let done: Result<i64> = self.server.run(|conn| {
+                let renewed: Result<Option<String>> = self.run(|conn| {
                     eval(
                         TOUCH,
                         &[&self.held(i)],
                         &[
                             c.fb.as_str().as_bytes(),
                             holder.borrow().as_bytes(),
-                            renewed.as_bytes(),
+                            self.server.consumer.as_bytes(),
                         ],
                     )
                     .query(conn)
                 });
-                if let Ok(1) = done {
+                if let Ok(Some(renewed)) = renewed {
                     *holder.borrow_mut() = renewed;
                 }
             }
@@ -957,7 +1163,7 @@ impl RedisQueue {
                 ),
             });
         }
-        let done: Vec<i64> = self.server.run(|conn| pipe.query(conn))?;
+        let done: Vec<i64> = self.run(|conn| pipe.query(conn))?;
         match claims.iter().zip(done).find(|(_, d)| *d != 1) {
             Some((c, _)) => Err(self.lost(&c.fb)),
             None => Ok(()),
@@ -973,7 +1179,7 @@ impl RedisQueue {
             None => (b"0", b""),
         };
         let r: Option<String> = match &c.kind {
-            Kind::Pending { id } => self.server.run(|conn| {
+            Kind::Pending { id } => self.run(|conn| {
                 eval(
                     REQUEUE,
                     &[&self.stream(i), &self.index(i)],
@@ -988,7 +1194,7 @@ impl RedisQueue {
                 )
                 .query(conn)
             })?,
-            Kind::Held { holder } => self.server.run(|conn| {
+            Kind::Held { holder } => self.run(|conn| {
                 eval(
                     RELEASE,
                     &[&self.stream(i), &self.index(i), &self.held(i)],
@@ -1010,10 +1216,81 @@ impl RedisQueue {
         self.requeue(&c, None).map(|_| ())
     }
 
+    /// Moves a claimed entry to `bad` (with `meta` as its metadata if given). On the
+    /// same server it is one script, so a crash leaves it in one place; elsewhere it
+    /// is copied, then finished here.
+    pub fn to_bad(&self, c: RedisClaim, meta: Option<&[u8]>, bad: &Switchboard) -> Result<()> {
+        let (replace, new_meta): (&[u8], &[u8]) = match meta {
+            Some(m) => (b"1", m),
+            None => (b"0", b""),
+        };
+        let Some(b) = bad
+            .as_redis()
+            .filter(|b| Arc::ptr_eq(&b.server, &self.server))
+        else {
+            let (m, msg) = c.raw();
+            bad.store_preserved(&c.fb, meta.unwrap_or(m), msg)?;
+            return self.finish(c);
+        };
+        let bn = b.ensure()?;
+        let bi = b.stream_of(&c.fb, bn);
+        // Another name in the same stream of `bad`, should this one be taken there.
+        let mut other = c.fb.clone();
+        loop {
+            let mut hasher = sha1::Sha1::default();
+            hasher.update(other.as_str().as_bytes());
+            other = Filebase::from_parts(hasher, "--nolist--", &Stamp::now());
+            if b.stream_of(&other, bn) == bi {
+                break;
+            }
+        }
+        let i = c.stream;
+        let (kind, who, id): (&[u8], String, String) = match &c.kind {
+            Kind::Pending { id } => (b"pending", self.server.consumer.clone(), id.clone()),
+            Kind::Held { holder } => (b"held", holder.borrow().clone(), String::new()),
+        };
+        let moved: Option<String> = self.run(|conn| {
+            eval(
+                TO_BAD,
+                &[
+                    &self.stream(i),
+                    &self.index(i),
+                    &self.held(i),
+                    &b.stream(bi),
+                    &b.index(bi),
+                    &b.held(bi),
+                ],
+                &[
+                    kind,
+                    GROUP.as_bytes(),
+                    who.as_bytes(),
+                    id.as_bytes(),
+                    c.fb.as_str().as_bytes(),
+                    new_meta,
+                    replace,
+                    other.as_str().as_bytes(),
+                ],
+            )
+            .query(conn)
+        })?;
+        match moved {
+            Some(_) => Ok(()),
+            None => Err(self.lost(&c.fb)),
+        }
+    }
+
     /// Recovers entries of `slice` whose holders died: pending ones idle longer than
-    /// the claim timeout (`XAUTOCLAIM`), and held ones older than it.
+    /// the claim timeout (`XAUTOCLAIM`), and held ones older than it (also those of
+    /// `bad`, given back unchanged).
     pub fn recover(&self, slice: Slice, bad: &Switchboard) -> Result<Recovery> {
         let mut report = Recovery::default();
+        if let Some(b) = bad.as_redis() {
+            if let Some(bn) = b.groups()? {
+                for i in 0..bn {
+                    b.recover_held(i, bad, &mut report)?;
+                }
+            }
+        }
         if self.is_bad() {
             return Ok(report);
         }
@@ -1024,7 +1301,10 @@ impl RedisQueue {
         for i in self.streams_for(slice, n) {
             let mut cursor = "0-0".to_string();
             loop {
-                let r: RV = self.server.run(|c| {
+                // IDs only: each entry is then fetched and handled on its own, so a
+                // recovery never holds more than one entry, and none of those it took
+                // waits behind the others.
+                let r: RV = self.run(|c| {
                     redis::cmd("XAUTOCLAIM")
                         .arg(self.stream(i))
                         .arg(GROUP)
@@ -1033,17 +1313,25 @@ impl RedisQueue {
                         .arg(&cursor)
                         .arg("COUNT")
                         .arg(100)
+                        .arg("JUSTID")
                         .query(c)
                 })?;
                 let parts = array(&r);
                 let next = parts.first().and_then(text).unwrap_or_else(|| "0-0".into());
-                for e in parts.get(1).map(array).unwrap_or_default() {
-                    let Some(id) = array(e).first().and_then(text) else {
-                        continue;
-                    };
-                    let mut f = entry_fields(array(e).get(1).unwrap_or(&RV::Nil));
-                    let p: RV = self.server.run(|c| {
-                        redis::cmd("XPENDING")
+                for id in parts
+                    .get(1)
+                    .map(array)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(text)
+                {
+                    let (e, p): (RV, RV) = self.run(|c| {
+                        redis::pipe()
+                            .cmd("XRANGE")
+                            .arg(self.stream(i))
+                            .arg(&id)
+                            .arg(&id)
+                            .cmd("XPENDING")
                             .arg(self.stream(i))
                             .arg(GROUP)
                             .arg(&id)
@@ -1055,7 +1343,19 @@ impl RedisQueue {
                         .first()
                         .and_then(|p| array(p).get(3))
                         .and_then(int)
-                        .unwrap_or(2);
+                        .unwrap_or(1);
+                    let Some(entry) = array(&e).first() else {
+                        // Deleted meanwhile: nothing to recover; forget the claim.
+                        let _ = self.run(|c| {
+                            redis::cmd("XACK")
+                                .arg(self.stream(i))
+                                .arg(GROUP)
+                                .arg(&id)
+                                .query::<RV>(c)
+                        });
+                        continue;
+                    };
+                    let mut f = entry_fields(array(entry).get(1).unwrap_or(&RV::Nil));
                     let meta = f.remove("meta").unwrap_or_default();
                     let msg = f.remove("msg").unwrap_or_default();
                     let fb = f
@@ -1083,7 +1383,7 @@ impl RedisQueue {
                 cursor = next;
             }
             self.recover_held(i, bad, &mut report)?;
-            let summary: RV = self.server.run(|c| {
+            let summary: RV = self.run(|c| {
                 redis::cmd("XPENDING")
                     .arg(self.stream(i))
                     .arg(GROUP)
@@ -1097,6 +1397,7 @@ impl RedisQueue {
 
     /// Recovers one entry of a dead holder: ready again with `_bak_count` grown by
     /// `times`, or to `bad` when that reaches `MAX_BAK_COUNT` (or the entry is not one).
+    /// Entries of `bad` itself go back as they were.
     fn recover_one(
         &self,
         c: RedisClaim,
@@ -1105,11 +1406,16 @@ impl RedisQueue {
         report: &mut Recovery,
     ) -> Result<()> {
         let fb = c.fb.clone();
-        let mut meta = match metadata::from_yaml(&c.meta, &c.location) {
+        if self.is_bad() {
+            if self.requeue(&c, None)? {
+                report.recovered.push(fb);
+            }
+            return Ok(());
+        }
+        let mut meta = match metadata::from_yaml(&c.meta, &self.location()) {
             Ok(m) => m,
             Err(e) => {
-                bad.store_preserved(&fb, &c.meta, &c.msg)?;
-                self.finish(c)?;
+                self.to_bad(c, None, bad)?;
                 report.preserved.push((fb, e.message));
                 return Ok(());
             }
@@ -1118,8 +1424,7 @@ impl RedisQueue {
         meta.set("_bak_count", Value::Int(count));
         let yaml = metadata::to_yaml(&meta);
         if count >= MAX_BAK_COUNT {
-            bad.store_preserved(&fb, yaml.as_bytes(), &c.msg)?;
-            self.finish(c)?;
+            self.to_bad(c, Some(yaml.as_bytes()), bad)?;
             report.preserved.push((
                 fb,
                 format!("recovered {MAX_BAK_COUNT} times (_bak_count: {count})"),
@@ -1130,32 +1435,33 @@ impl RedisQueue {
         Ok(())
     }
 
-    /// Recovers held entries (of repairs by name) older than the claim timeout.
+    /// Recovers held entries (of repairs by name) whose holder has been silent for the
+    /// claim timeout, each taken over atomically first so two recoveries never both
+    /// act on one.
     fn recover_held(&self, i: u32, bad: &Switchboard, report: &mut Recovery) -> Result<()> {
-        let keys: Vec<String> = self
-            .server
-            .run(|c| redis::cmd("HKEYS").arg(self.held(i)).query(c))?;
-        let now = now_ms();
+        let keys: Vec<Vec<u8>> = self.run(|c| redis::cmd("HKEYS").arg(self.held(i)).query(c))?;
+        let timeout = self.claim_timeout.as_millis().to_string();
         for key in keys {
-            let Some(name) = key.strip_prefix("t:") else {
+            let Some(name) = std::str::from_utf8(&key)
+                .ok()
+                .and_then(|k| k.strip_prefix("t:"))
+            else {
                 continue;
             };
-            let (holder, meta, msg): (Option<String>, Option<Vec<u8>>, Option<Vec<u8>>) =
-                self.server.run(|c| {
-                    redis::cmd("HMGET")
-                        .arg(self.held(i))
-                        .arg(&key)
-                        .arg(format!("m:{name}"))
-                        .arg(format!("b:{name}"))
-                        .query(c)
-                })?;
-            let Some(holder) = holder else { continue };
-            let since: u64 = holder
-                .split(' ')
-                .next()
-                .and_then(|t| t.parse().ok())
-                .unwrap_or(0);
-            if now.saturating_sub(since) < self.claim_timeout.as_millis() as u64 {
+            let r: RV = self.run(|c| {
+                eval(
+                    STEAL,
+                    &[&self.held(i)],
+                    &[
+                        name.as_bytes(),
+                        self.server.consumer.as_bytes(),
+                        timeout.as_bytes(),
+                    ],
+                )
+                .query(c)
+            })?;
+            let parts = array(&r);
+            if parts.len() != 3 {
                 report.busy += 1;
                 continue;
             }
@@ -1166,30 +1472,39 @@ impl RedisQueue {
                 fb: fb.clone(),
                 stream: i,
                 kind: Kind::Held {
-                    holder: holder.into(),
+                    holder: text(&parts[2]).unwrap_or_default().into(),
                 },
-                meta: meta.unwrap_or_default(),
-                msg: Arc::new(msg.unwrap_or_default()),
+                meta: bytes(&parts[0]).unwrap_or_default().to_vec(),
+                msg: Arc::new(bytes(&parts[1]).unwrap_or_default().to_vec()),
                 location: String::new(),
                 touched: Cell::new(Instant::now()),
             };
-            if let Err(e) = self.recover_one(claim, 1, bad, report) {
+            // The filebase of a held entry is its key: one that is not valid came from
+            // another program and goes to `bad` under a made-up one.
+            let times = if name.parse::<Filebase>().is_ok() {
+                1
+            } else {
+                MAX_BAK_COUNT
+            };
+            if let Err(e) = self.recover_one(claim, times, bad, report) {
                 report.failed.push((fb, e.message));
             }
         }
         Ok(())
     }
 
-    /// Removes consumers (dead runners) that hold nothing and were idle for longer than
-    /// the claim timeout, so the group does not grow without end.
+    /// Forgets consumers (dead runners) that hold nothing and have been idle for longer
+    /// than the claim timeout (at least a minute), so the group does not grow without
+    /// end. Each is checked and removed in one step on the server.
     fn forget_idle_consumers(&self, i: u32) -> Result<()> {
-        let info: RV = self.server.run(|c| {
+        let info: RV = self.run(|c| {
             redis::cmd("XINFO")
                 .arg("CONSUMERS")
                 .arg(self.stream(i))
                 .arg(GROUP)
                 .query(c)
         })?;
+        let min_idle = self.claim_timeout.as_millis().max(60_000).to_string();
         for consumer in array(&info) {
             let f: HashMap<String, &RV> = array(consumer)
                 .chunks(2)
@@ -1198,22 +1513,20 @@ impl RedisQueue {
                     _ => None,
                 })
                 .collect();
-            let name = f.get("name").and_then(|v| text(v)).unwrap_or_default();
-            let pending = f.get("pending").and_then(|v| int(v)).unwrap_or(1);
-            let idle = f.get("idle").and_then(|v| int(v)).unwrap_or(0);
-            if name != self.server.consumer
-                && pending == 0
-                && idle as u128 > self.claim_timeout.as_millis().max(60_000)
-            {
-                let _ = self.server.run(|c| {
-                    redis::cmd("XGROUP")
-                        .arg("DELCONSUMER")
-                        .arg(self.stream(i))
-                        .arg(GROUP)
-                        .arg(&name)
-                        .query::<RV>(c)
-                });
+            let Some(name) = f.get("name").and_then(|v| bytes(v)) else {
+                continue;
+            };
+            if name == self.server.consumer.as_bytes() {
+                continue;
             }
+            let _ = self.run(|c| {
+                eval(
+                    FORGET,
+                    &[&self.stream(i)],
+                    &[GROUP.as_bytes(), name, min_idle.as_bytes()],
+                )
+                .query::<RV>(c)
+            });
         }
         Ok(())
     }
@@ -1226,7 +1539,7 @@ impl RedisQueue {
         let mut out = Vec::new();
         let mut strays = Vec::new();
         for i in 0..n {
-            let pending: RV = self.server.run(|c| {
+            let pending: RV = self.run(|c| {
                 redis::cmd("XPENDING")
                     .arg(self.stream(i))
                     .arg(GROUP)
@@ -1241,11 +1554,16 @@ impl RedisQueue {
                 .collect();
             let mut start = "-".to_string();
             loop {
-                let page: RV = self.server.run(|c| {
+                let page: RV = self.run(|c| {
                     eval(
                         HEADS,
                         &[&self.stream(i)],
-                        &[start.as_bytes(), b"200", head.to_string().as_bytes()],
+                        &[
+                            start.as_bytes(),
+                            b"200",
+                            head.to_string().as_bytes(),
+                            MAX_MESSAGE_BYTES.to_string().as_bytes(),
+                        ],
                     )
                     .query(c)
                 })?;
@@ -1274,16 +1592,18 @@ impl RedisQueue {
                     });
                 }
                 match rows.last().and_then(|r| array(r).first()).and_then(text) {
-                    Some(last) if rows.len() == 200 => start = format!("({last}"),
-                    _ => break,
+                    Some(last) => start = format!("({last}"),
+                    None => break,
                 }
             }
             // Entries held by a repair by name are out of the stream, in the held hash.
-            let held: Vec<String> = self
-                .server
-                .run(|c| redis::cmd("HKEYS").arg(self.held(i)).query(c))?;
-            for name in held.iter().filter_map(|k| k.strip_prefix("m:")) {
-                let (meta, msg): (Option<Vec<u8>>, Option<Vec<u8>>) = self.server.run(|c| {
+            let held: Vec<Vec<u8>> =
+                self.run(|c| redis::cmd("HKEYS").arg(self.held(i)).query(c))?;
+            for name in held
+                .iter()
+                .filter_map(|k| std::str::from_utf8(k).ok()?.strip_prefix("m:"))
+            {
+                let (meta, msg): (Option<Vec<u8>>, Option<Vec<u8>>) = self.run(|c| {
                     redis::cmd("HMGET")
                         .arg(self.held(i))
                         .arg(format!("m:{name}"))
@@ -1308,8 +1628,12 @@ impl RedisQueue {
 
     /// The queues on this server.
     pub fn queue_names(server: &Server) -> Result<Vec<QueueName>> {
-        let names: Vec<String> = server.run(|c| redis::cmd("SMEMBERS").arg(QUEUES_KEY).query(c))?;
-        let mut names: Vec<QueueName> = names.iter().filter_map(|n| n.parse().ok()).collect();
+        let names: Vec<Vec<u8>> =
+            server.run(|c| redis::cmd("SMEMBERS").arg(QUEUES_KEY).query(c))?;
+        let mut names: Vec<QueueName> = names
+            .iter()
+            .filter_map(|n| std::str::from_utf8(n).ok()?.parse().ok())
+            .collect();
         names.sort();
         Ok(names)
     }
@@ -1381,11 +1705,41 @@ pub struct RedisPass {
     bounds: Vec<Option<(u64, u64)>>,
     done: Vec<bool>,
     buffer: VecDeque<(u32, String, RV)>,
+    /// How many entries one read claims: as asked, but one at a time after a read of
+    /// large entries, so a runner holds few large ones.
     prefetch: usize,
+    asked: usize,
     len: usize,
 }
 
+/// A read of more than this many bytes makes the next read claim one entry.
+const PREFETCH_BYTES: usize = 8 << 20;
+
 impl RedisPass {
+    /// Gives back the entries claimed ahead and not handled (the pass was stopped):
+    /// ready again, uncounted, at the end of their streams.
+    pub fn give_back(&mut self, q: &RedisQueue) -> Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (i, id, _) in self.buffer.drain(..) {
+            pipe.add_command(eval(
+                REQUEUE,
+                &[&q.stream(i), &q.index(i)],
+                &[
+                    GROUP.as_bytes(),
+                    q.server.consumer.as_bytes(),
+                    id.as_bytes(),
+                    b"",
+                    b"",
+                    b"0",
+                ],
+            ));
+        }
+        q.run(|c| pipe.query::<RV>(c)).map(|_| ())
+    }
+
     pub fn count(&self) -> usize {
         self.len
     }
@@ -1426,9 +1780,7 @@ impl RedisPass {
                     let Held::Redis(c) = claim.held else {
                         unreachable!("a Redis claim")
                     };
-                    let (meta, msg) = c.raw();
-                    bad.store_preserved(&name, meta, msg)?;
-                    q.finish(c)?;
+                    q.to_bad(c, None, bad)?;
                     return Ok(Some((name, Claimed::NotRegular)));
                 };
                 return Ok(Some((fb, Claimed::Got(claim))));
@@ -1438,7 +1790,7 @@ impl RedisPass {
                 return Ok(None);
             }
             let keys: Vec<String> = open.iter().map(|&k| q.stream(self.streams[k])).collect();
-            let r: RV = q.server.run(|c| {
+            let r: RV = q.run(|c| {
                 let mut cmd = redis::cmd("XREADGROUP");
                 cmd.arg("GROUP")
                     .arg(GROUP)
@@ -1453,6 +1805,7 @@ impl RedisPass {
                 cmd.query(c)
             })?;
             let mut got: HashSet<usize> = HashSet::new();
+            let mut read_bytes = 0usize;
             for s in array(&r) {
                 let parts = array(s);
                 let key = parts.first().and_then(text).unwrap_or_default();
@@ -1466,6 +1819,10 @@ impl RedisPass {
                         continue;
                     };
                     got.insert(k);
+                    read_bytes += array(ea.get(1).unwrap_or(&RV::Nil))
+                        .iter()
+                        .map(|v| bytes(v).map_or(0, <[u8]>::len))
+                        .sum::<usize>();
                     if self.bounds[k].is_none_or(|b| parse_id(&id) >= b) {
                         self.done[k] = true;
                     }
@@ -1481,6 +1838,11 @@ impl RedisPass {
                     self.done[k] = true;
                 }
             }
+            self.prefetch = if read_bytes > PREFETCH_BYTES {
+                1
+            } else {
+                self.asked
+            };
         }
     }
 }
@@ -1580,9 +1942,37 @@ impl RedisBatch {
             .collect();
         crate::fault::point("enqueue.written");
         let ids = q.add_all(&rows).map_err(fail)?;
+        // Entries up to the first refused one are committed; those after it that Redis
+        // took anyway are taken back, so the committed ones are exactly a prefix.
+        if let Some(first) = ids.iter().position(|r| r.is_err()) {
+            let why = ids[first].clone().err().unwrap_or_default();
+            let later: Vec<(u32, String, &Filebase)> = ids[first..]
+                .iter()
+                .zip(&rows[first..])
+                .filter_map(|(r, row)| match r {
+                    Ok(Some(id)) => Some((row.0, id.clone(), row.1)),
+                    _ => None,
+                })
+                .collect();
+            let error = match q.unadd(&later) {
+                Ok(()) => q.refused(&why),
+                Err(e) => e,
+            };
+            let mut committed = Vec::new();
+            for (it, id) in items[..first].iter().zip(&ids[..first]) {
+                match id {
+                    Ok(Some(_)) => committed.push(it.fb.clone()),
+                    _ => match q.add_renaming(&it.fb, it.meta.as_bytes(), &it.msg) {
+                        Ok(fb) => committed.push(fb),
+                        Err(error) => return Err(BatchError { committed, error }),
+                    },
+                }
+            }
+            return Err(BatchError { committed, error });
+        }
         let mut committed = Vec::with_capacity(items.len());
         for (it, id) in items.iter().zip(ids) {
-            if id.is_some() {
+            if let Ok(Some(_)) = id {
                 committed.push(it.fb.clone());
                 continue;
             }

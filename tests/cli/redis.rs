@@ -1743,3 +1743,177 @@ fn redis_a_slice_takes_only_its_digests_even_on_fewer_streams() {
     let lower: Vec<String> = fbs.into_iter().filter(|fb| slice_of(fb, 2) == 0).collect();
     assert_eq!(q.names("in"), lower, "in:1:2 took entries of slice 0");
 }
+
+// ---------------------------------------------------------------------------------------
+// What a review found: stops, dead repairs, racing recoveries, a full Redis.
+
+/// A runner stopped in the middle of a pass gives back what it claimed ahead: after
+/// the claim timeout nothing is recovered, and no entry carries `_bak_count`.
+#[test]
+fn redis_a_stopped_runner_gives_back_what_it_claimed_ahead_uncounted() {
+    let env = Env::new();
+    let redis = RedisServer::start();
+    let cfg = env.config("claim_timeout: 1s\nrunners:\n  in: {sleep_time: 0.1s}\n");
+    let q = Qt::redis(&env, &redis).with_config(&cfg);
+    let mut mbox = Vec::new();
+    for n in 0..3000 {
+        mbox.extend_from_slice(format!("From x\nSubject: {n}\n\n{n}\n\n").as_bytes());
+    }
+    let mb = env.root().join("in.mbox");
+    fs::write(&mb, &mbox).unwrap();
+    let out = q.run(&["enqueue", "in", "--mbox", s(&mb)], b"");
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let mut runner = q.spawn_logged(&["run", "in", "--discard"], &env.root().join("r.log"));
+    must(30, "the runner did not start draining", &[&runner], || {
+        redis.xlen("in", 0) < 2900
+    });
+    send_signal(runner.child.id(), "TERM");
+    let status = wait_or_kill(&mut runner.child, 20, "runner");
+    assert_eq!(status.code(), Some(0), "{}", runner.log_text());
+    assert_eq!(
+        redis.pending("in", 0),
+        0,
+        "entries left claimed after a clean stop"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = q.run(&["recover", "in"], b"");
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("in: 0 recovered, 0 preserved"),
+        "{}",
+        stderr(&out)
+    );
+    let left = q.names("in");
+    assert!(
+        !left.is_empty(),
+        "the runner drained everything before the stop"
+    );
+    for fb in left.iter().take(50) {
+        assert_eq!(bak_count(&q, "in", fb), None, "{fb} was counted as a crash");
+    }
+}
+
+/// A repair of `bad` that died holding its entry: the entry comes back to `bad`
+/// (unchanged) after the claim timeout, and can be deleted.
+#[test]
+fn redis_a_dead_repair_of_bad_is_recovered() {
+    let env = Env::new();
+    let redis = RedisServer::start();
+    let cfg = env.config("claim_timeout: 1s\n");
+    let q = Qt::redis(&env, &redis).with_config(&cfg);
+    let fb = q.enqueue("bad", SEED, &[]);
+    let mut c = q.cmd();
+    c.env("QTOOL_FAULT", "finish");
+    let out = run_with(c, &["delete", "bad", &fb], b"");
+    assert_eq!(
+        out.status.code(),
+        None,
+        "expected an abort: {}",
+        stderr(&out)
+    );
+    let out = q.run(&["delete", "bad", &fb], b"");
+    assert_error(&out, 75);
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = q.run(&["recover", "bad"], b"");
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert_eq!(q.names("bad"), vec![fb.clone()]);
+    assert!(!q.dump("bad", &fb, &[]).contains("_bak_count"));
+    let out = q.run(&["delete", "bad", &fb], b"");
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert!(q.names("bad").is_empty());
+}
+
+/// Two recoveries at once of an entry held by a dead repair: exactly one acts on it,
+/// here the recovery that moves it to `bad` (its third): one copy in `bad`, not two.
+#[test]
+fn redis_racing_recoveries_of_a_held_entry_make_one_copy() {
+    for _ in 0..3 {
+        let env = Env::new();
+        let redis = RedisServer::start();
+        let cfg = env.config("claim_timeout: 1s\n");
+        let q = Qt::redis(&env, &redis).with_config(&cfg);
+        // The queue exists (one stream); then an entry recovered twice already, as
+        // qtool writes it.
+        q.enqueue("hq", b"Subject: other\n\nother\n", &[]);
+        let fb = "1796400000.5+0123456789abcdef0123456789abcdef01234567";
+        let id = redis.cli(&[
+            "XADD",
+            "qtool:{hq.0}",
+            "*",
+            "fb",
+            fb,
+            "meta",
+            "_bak_count: 2\nversion: 3\n",
+            "msg",
+            "Subject: twice\n\nbody\n",
+        ]);
+        redis.cli(&["HSET", "qtool:{hq.0}:index", fb, &format!("{id} 45")]);
+        let mut c = q.cmd();
+        c.env("QTOOL_FAULT", "finish");
+        let out = run_with(c, &["delete", "hq", fb], b"");
+        assert_eq!(
+            out.status.code(),
+            None,
+            "expected an abort: {}",
+            stderr(&out)
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        let (a, b) = std::thread::scope(|scope| {
+            let a = scope.spawn(|| q.run(&["recover", "hq"], b""));
+            let b = scope.spawn(|| q.run(&["recover", "hq"], b""));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        assert_eq!(code(&a), Some(0), "{}", stderr(&a));
+        assert_eq!(code(&b), Some(0), "{}", stderr(&b));
+        let both = format!("{}{}{}{}", stdout(&a), stdout(&b), stderr(&a), stderr(&b));
+        assert_eq!(q.names("bad").len(), 1, "{both}");
+        assert_eq!(both.matches("recovered 3 times").count(), 1, "{both}");
+        assert_eq!(q.names("hq").len(), 1, "{both}");
+        let bad = q.names("bad");
+        assert!(q
+            .dump("bad", &bad[0], &["--message"])
+            .contains("Subject: twice"));
+    }
+}
+
+/// A batch that Redis refuses part-way (maxmemory): exactly the printed filebases are
+/// stored, and the command exits 75.
+#[test]
+fn redis_a_batch_refused_part_way_stores_exactly_what_it_printed() {
+    let env = Env::new();
+    let redis = RedisServer::start();
+    let q = Qt::redis(&env, &redis);
+    q.enqueue("oom", SEED, &[]);
+    let used = redis.cli(&["MEMORY", "STATS"]);
+    assert!(!used.is_empty());
+    let info = redis.cli(&["INFO", "memory"]);
+    let used: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("used_memory");
+    redis.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    redis.cli(&[
+        "CONFIG",
+        "SET",
+        "maxmemory",
+        &(used + 2_000_000).to_string(),
+    ]);
+    let mut mbox = Vec::new();
+    for n in 0..3000 {
+        mbox.extend_from_slice(
+            format!("From x\nSubject: {n}\n\n{}\n\n", "x".repeat(1000)).as_bytes(),
+        );
+    }
+    let mb = env.root().join("big.mbox");
+    fs::write(&mb, &mbox).unwrap();
+    let out = q.run(&["enqueue", "oom", "--mbox", s(&mb)], b"");
+    assert_eq!(code(&out), Some(75), "{}", stderr(&out));
+    assert!(stderr(&out).contains("refused"), "{}", stderr(&out));
+    let printed: BTreeSet<String> = stdout(&out).lines().map(str::to_string).collect();
+    assert!(printed.len() > 1, "nothing fitted: {}", stderr(&out));
+    redis.cli(&["CONFIG", "SET", "maxmemory", "0"]);
+    let stored: BTreeSet<String> = q.names("oom").into_iter().collect();
+    assert_eq!(stored.len(), printed.len() + 1, "{}", stderr(&out));
+    assert!(printed.is_subset(&stored));
+}

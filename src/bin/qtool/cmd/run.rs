@@ -82,6 +82,7 @@ fn build_runner(
         config,
         stop,
         grace: a.grace,
+        recovered_at: Default::default(),
     })
 }
 
