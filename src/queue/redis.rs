@@ -93,6 +93,11 @@ local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+-- Removes the index line of `fb` if it still names stream entry `id`.
+local function drop_index(index, fb, id)
+  local v = redis.call('HGET', index, fb)
+  if v and string.match(v, '^%S+') == id then redis.call('HDEL', index, fb) end
+end
 local function since(holder)
   return tonumber(string.match(holder or '', '^(%d+) ')) or 0
 end
@@ -114,8 +119,7 @@ return id
 /// index. ARGV: id, filebase.
 const UNADD: &str = r#"
 redis.call('XDEL', KEYS[1], ARGV[1])
-local v = redis.call('HGET', KEYS[2], ARGV[2])
-if v and string.match(v, '^%S+') == ARGV[1] then redis.call('HDEL', KEYS[2], ARGV[2]) end
+drop_index(KEYS[2], ARGV[2], ARGV[1])
 return 1
 "#;
 
@@ -125,8 +129,7 @@ const FINISH: &str = r#"
 if owner(KEYS[1], ARGV[1], ARGV[3]) ~= ARGV[2] then return 0 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[3])
-local v = redis.call('HGET', KEYS[2], ARGV[4])
-if v and string.match(v, '^%S+') == ARGV[3] then redis.call('HDEL', KEYS[2], ARGV[4]) end
+drop_index(KEYS[2], ARGV[4], ARGV[3])
 return 1
 "#;
 
@@ -253,8 +256,7 @@ redis.call('HSET', KEYS[5], fb, id .. ' ' .. size(meta, msg))
 if ARGV[1] == 'pending' then
   redis.call('XACK', KEYS[1], ARGV[2], ARGV[4])
   redis.call('XDEL', KEYS[1], ARGV[4])
-  local v = redis.call('HGET', KEYS[2], ARGV[5])
-  if v and string.match(v, '^%S+') == ARGV[4] then redis.call('HDEL', KEYS[2], ARGV[5]) end
+  drop_index(KEYS[2], ARGV[5], ARGV[4])
 else
   redis.call('HDEL', KEYS[3], 'm:' .. ARGV[5], 'b:' .. ARGV[5], 't:' .. ARGV[5])
 end
