@@ -7,7 +7,8 @@
 //!   used, recorded in `qtool:{<queue>}:streams` and used from then on (so changing
 //!   `instances` never strands entries). The hash tag `{<queue>.<i>}` puts each stream
 //!   and its helper keys in one Redis Cluster slot, and the slices of a queue in
-//!   different slots. An entry goes to the stream of its filebase's slice of the hash
+//!   different slots (`redis+cluster://HOST:PORT,...` talks to a cluster: every script
+//!   and pipeline stays within one slot). An entry goes to the stream of its filebase's slice of the hash
 //!   space; runner slice `k` of `N` reads the streams inside its slice, and a slice
 //!   finer than the streams (more runners than streams) claims its own entries by name
 //!   instead, so a slice takes only its part of the hash space on either backend.
@@ -303,11 +304,20 @@ return out
 pub struct Server {
     /// The URL without its password, for messages.
     shown: String,
-    client: std::result::Result<redis::Client, String>,
-    conn: Mutex<Option<redis::Connection>>,
-    /// This process's consumer name: `<host>:<pid>`.
+    client: std::result::Result<Client, String>,
+    conn: Mutex<Option<Box<dyn redis::ConnectionLike + Send>>>,
+    /// This process's consumer name: `<host>:<pid>:<random>`.
     consumer: String,
 }
+
+/// One server, or a Redis Cluster (`redis+cluster://HOST:PORT,HOST:PORT`).
+enum Client {
+    Single(redis::Client),
+    Cluster(redis::cluster::ClusterClient),
+}
+
+/// The connection, as every command takes it.
+type Conn = dyn redis::ConnectionLike + Send;
 
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -315,23 +325,54 @@ impl fmt::Debug for Server {
     }
 }
 
-/// True for a queue location that names a Redis server.
+/// True for a queue location that names a Redis server or cluster.
 pub fn is_redis_url(location: &str) -> bool {
-    location.starts_with("redis://")
+    location.starts_with("redis://") || location.starts_with(CLUSTER_SCHEME)
 }
 
-/// Checks a `redis://HOST:PORT/DB` URL (for the configuration).
+const CLUSTER_SCHEME: &str = "redis+cluster://";
+
+/// Checks a `redis://HOST:PORT/DB` or `redis+cluster://HOST:PORT,...` URL (for the
+/// configuration).
 pub fn check_url(url: &str) -> std::result::Result<(), String> {
-    redis::Client::open(url)
-        .map(|_| ())
-        .map_err(|e| format!("not a Redis URL ({e}); expected redis://HOST:PORT/DB"))
+    open_client(url).map(|_| ()).map_err(|e| {
+        format!("not a Redis URL ({e}); expected redis://HOST:PORT/DB or redis+cluster://HOST:PORT,HOST:PORT")
+    })
+}
+
+/// The client for `url`: a cluster's nodes are `redis://[user:password@]HOST:PORT`
+/// each, sharing the credentials given once.
+fn open_client(url: &str) -> std::result::Result<Client, String> {
+    let Some(rest) = url.strip_prefix(CLUSTER_SCHEME) else {
+        return redis::Client::open(url)
+            .map(Client::Single)
+            .map_err(|e| e.to_string());
+    };
+    let (auth, hosts) = match rest.rsplit_once('@') {
+        Some((auth, hosts)) => (format!("{auth}@"), hosts),
+        None => (String::new(), rest),
+    };
+    let hosts = hosts.trim_end_matches('/');
+    if hosts.is_empty() || hosts.contains('/') {
+        return Err("a cluster URL names its nodes only (database 0 is the only one)".into());
+    }
+    let nodes: Vec<String> = hosts
+        .split(',')
+        .map(|h| format!("redis://{auth}{h}"))
+        .collect();
+    redis::cluster::ClusterClient::builder(nodes)
+        .connection_timeout(CONNECT_TIMEOUT)
+        .response_timeout(REPLY_TIMEOUT)
+        .build()
+        .map(Client::Cluster)
+        .map_err(|e| e.to_string())
 }
 
 impl Server {
     pub fn new(url: &str) -> Server {
         Server {
             shown: redact(url),
-            client: redis::Client::open(url).map_err(|e| e.to_string()),
+            client: open_client(url),
             conn: Mutex::new(None),
             consumer: format!("{}:{}:{:08x}", hostname(), std::process::id(), random_u32()),
         }
@@ -341,10 +382,16 @@ impl Server {
         &self.shown
     }
 
+    /// True for a Redis Cluster: keys of different slots never share a script, a
+    /// pipeline or a command.
+    fn clustered(&self) -> bool {
+        matches!(self.client, Ok(Client::Cluster(_)))
+    }
+
     /// Runs `f` on the connection, connecting first if needed. A failure to reach the
     /// server is a temporary failure (75); the connection is dropped so the next call
     /// connects again.
-    fn run<T>(&self, f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>) -> Result<T> {
+    fn run<T>(&self, f: impl FnOnce(&mut Conn) -> redis::RedisResult<T>) -> Result<T> {
         let client = self.client.as_ref().map_err(|e| {
             Error::new(
                 exit::CONFIG,
@@ -355,18 +402,22 @@ impl Server {
         let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let _held = SignalsHeld::new();
         if slot.is_none() {
-            let conn = client
-                .get_connection_with_timeout(CONNECT_TIMEOUT)
-                .and_then(|c| {
-                    c.set_read_timeout(Some(REPLY_TIMEOUT))?;
-                    c.set_write_timeout(Some(REPLY_TIMEOUT))?;
-                    Ok(c)
-                })
-                .map_err(|e| self.error(e))?;
+            let conn: Box<Conn> = match client {
+                Client::Single(c) => Box::new(
+                    c.get_connection_with_timeout(CONNECT_TIMEOUT)
+                        .and_then(|c| {
+                            c.set_read_timeout(Some(REPLY_TIMEOUT))?;
+                            c.set_write_timeout(Some(REPLY_TIMEOUT))?;
+                            Ok(c)
+                        })
+                        .map_err(|e| self.error(e))?,
+                ),
+                Client::Cluster(c) => Box::new(c.get_connection().map_err(|e| self.error(e))?),
+            };
             *slot = Some(conn);
         }
         let conn = slot.as_mut().expect("connected above");
-        match f(conn) {
+        match f(conn.as_mut()) {
             Ok(v) => Ok(v),
             Err(e) => {
                 if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
@@ -545,14 +596,29 @@ fn eval(script: &str, keys: &[&str], args: &[&[u8]]) -> redis::Cmd {
     cmd
 }
 
+/// Runs a pipeline (of commands on one cluster slot) and reads its replies as `T`. The
+/// client's `Pipeline::query` refuses a cluster connection; every pipeline qtool sends
+/// stays within one slot, which the cluster connection routes as one request.
+fn pipe_query<T: redis::FromRedisValue>(
+    c: &mut Conn,
+    pipe: &redis::Pipeline,
+) -> redis::RedisResult<T> {
+    let replies = c.req_packed_commands(&pipe.get_packed_pipeline(), 0, pipe.len())?;
+    for r in &replies {
+        if let RV::ServerError(e) = r {
+            return Err(e.clone().into());
+        }
+    }
+    redis::from_owned_redis_value(RV::Array(replies))
+}
+
 /// Runs a pipeline and returns each command's own outcome (the client's `query` stops
 /// at the first refused command, hiding what the others did).
 fn pipeline_each(
-    c: &mut redis::Connection,
+    c: &mut Conn,
     pipe: &redis::Pipeline,
     n: usize,
 ) -> redis::RedisResult<Vec<std::result::Result<RV, String>>> {
-    use redis::ConnectionLike;
     let replies = c.req_packed_commands(&pipe.get_packed_pipeline(), 0, n)?;
     Ok(replies
         .into_iter()
@@ -586,7 +652,7 @@ impl RedisQueue {
 
     /// Runs `f` on the server; a stream or group that went missing (deleted by hand)
     /// makes the groups be made again on the next call.
-    fn run<T>(&self, f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>) -> Result<T> {
+    fn run<T>(&self, f: impl FnOnce(&mut Conn) -> redis::RedisResult<T>) -> Result<T> {
         let r = self.server.run(f);
         if let Err(e) = &r {
             if e.message.contains("NOGROUP") {
@@ -595,6 +661,39 @@ impl RedisQueue {
             }
         }
         r
+    }
+
+    /// Runs commands, each on the keys of one stream, as one pipeline; on a cluster,
+    /// one pipeline per stream (a pipeline goes to one node). Each command's own
+    /// outcome, in order.
+    #[allow(clippy::type_complexity)]
+    fn pipelined(
+        &self,
+        cmds: Vec<(u32, redis::Cmd)>,
+    ) -> Result<Vec<std::result::Result<RV, String>>> {
+        let mut groups: Vec<(u32, Vec<usize>)> = Vec::new();
+        for (k, (i, _)) in cmds.iter().enumerate() {
+            let stream = if self.server.clustered() { *i } else { 0 };
+            match groups.iter_mut().find(|(s, _)| *s == stream) {
+                Some((_, ks)) => ks.push(k),
+                None => groups.push((stream, vec![k])),
+            }
+        }
+        let mut out: Vec<Option<std::result::Result<RV, String>>> = vec![None; cmds.len()];
+        for (_, ks) in groups {
+            let mut pipe = redis::pipe();
+            for &k in &ks {
+                pipe.add_command(cmds[k].1.clone());
+            }
+            let replies = self.run(|c| pipeline_each(c, &pipe, ks.len()))?;
+            for (k, r) in ks.into_iter().zip(replies) {
+                out[k] = Some(r);
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err("no reply".into())))
+            .collect())
     }
 
     pub fn location(&self) -> String {
@@ -635,18 +734,24 @@ impl RedisQueue {
         }
         let key = format!("qtool:{{{}}}:streams", self.name);
         let n: Option<i64> = if create {
-            let (_, _, n): (RV, RV, Option<i64>) = self.run(|c| {
-                redis::pipe()
-                    .cmd("SADD")
+            // Two keys of different cluster slots: two round trips.
+            self.run(|c| {
+                redis::cmd("SADD")
                     .arg(QUEUES_KEY)
                     .arg(self.name.as_str())
-                    .cmd("SET")
-                    .arg(&key)
-                    .arg(self.instances)
-                    .arg("NX")
-                    .cmd("GET")
-                    .arg(&key)
-                    .query(c)
+                    .query::<RV>(c)
+            })?;
+            let (_, n): (RV, Option<i64>) = self.run(|c| {
+                pipe_query(
+                    c,
+                    redis::pipe()
+                        .cmd("SET")
+                        .arg(&key)
+                        .arg(self.instances)
+                        .arg("NX")
+                        .cmd("GET")
+                        .arg(&key),
+                )
             })?;
             n
         } else {
@@ -726,36 +831,46 @@ impl RedisQueue {
         &self,
         items: &[(u32, &Filebase, &[u8], &[u8])],
     ) -> Result<Vec<std::result::Result<Option<String>, String>>> {
-        if items.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for (i, fb, meta, msg) in items {
-            pipe.add_command(eval(
-                ADD,
-                &[&self.stream(*i), &self.index(*i), &self.held(*i)],
-                &[fb.as_str().as_bytes(), meta, msg],
-            ));
-        }
-        let replies = self.run(|c| pipeline_each(c, &pipe, items.len()))?;
-        Ok(replies.into_iter().map(|r| r.map(|v| text(&v))).collect())
+        let cmds = items
+            .iter()
+            .map(|(i, fb, meta, msg)| {
+                (
+                    *i,
+                    eval(
+                        ADD,
+                        &[&self.stream(*i), &self.index(*i), &self.held(*i)],
+                        &[fb.as_str().as_bytes(), meta, msg],
+                    ),
+                )
+            })
+            .collect();
+        Ok(self
+            .pipelined(cmds)?
+            .into_iter()
+            .map(|r| r.map(|v| text(&v)))
+            .collect())
     }
 
     /// Takes back entries a batch added after one that failed, so that what a batch
     /// reports committed is exactly what it added.
     fn unadd(&self, added: &[(u32, String, &Filebase)]) -> Result<()> {
-        if added.is_empty() {
-            return Ok(());
+        let cmds = added
+            .iter()
+            .map(|(i, id, fb)| {
+                (
+                    *i,
+                    eval(
+                        UNADD,
+                        &[&self.stream(*i), &self.index(*i)],
+                        &[id.as_bytes(), fb.as_str().as_bytes()],
+                    ),
+                )
+            })
+            .collect();
+        match self.pipelined(cmds)?.into_iter().find_map(|r| r.err()) {
+            Some(why) => Err(self.refused(&why)),
+            None => Ok(()),
         }
-        let mut pipe = redis::pipe();
-        for (i, id, fb) in added {
-            pipe.add_command(eval(
-                UNADD,
-                &[&self.stream(*i), &self.index(*i)],
-                &[id.as_bytes(), fb.as_str().as_bytes()],
-            ));
-        }
-        self.run(|c| pipe.query::<RV>(c)).map(|_| ())
     }
 
     /// Adds one entry under `fb`, or under a fresh name if `fb` is taken.
@@ -809,18 +924,20 @@ impl RedisQueue {
         let mut strays = Vec::new();
         for i in 0..n {
             let (index, pending, held): (RV, RV, RV) = self.run(|c| {
-                redis::pipe()
-                    .cmd("HGETALL")
-                    .arg(self.index(i))
-                    .cmd("XPENDING")
-                    .arg(self.stream(i))
-                    .arg(GROUP)
-                    .arg("-")
-                    .arg("+")
-                    .arg(i64::MAX)
-                    .cmd("HKEYS")
-                    .arg(self.held(i))
-                    .query(c)
+                pipe_query(
+                    c,
+                    redis::pipe()
+                        .cmd("HGETALL")
+                        .arg(self.index(i))
+                        .cmd("XPENDING")
+                        .arg(self.stream(i))
+                        .arg(GROUP)
+                        .arg("-")
+                        .arg("+")
+                        .arg(i64::MAX)
+                        .cmd("HKEYS")
+                        .arg(self.held(i)),
+                )
             })?;
             let pending: HashSet<String> = array(&pending)
                 .iter()
@@ -858,7 +975,7 @@ impl RedisQueue {
                     pipe.cmd("HSTRLEN").arg(self.held(i)).arg(format!("m:{fb}"));
                     pipe.cmd("HSTRLEN").arg(self.held(i)).arg(format!("b:{fb}"));
                 }
-                let lens: Vec<u64> = self.run(|c| pipe.query(c))?;
+                let lens: Vec<u64> = self.run(|c| pipe_query(c, &pipe))?;
                 for (fb, len) in held.into_iter().zip(lens.chunks(2)) {
                     rows.push((fb, State::Claimed, len.iter().sum()));
                 }
@@ -884,14 +1001,16 @@ impl RedisQueue {
         };
         let i = self.stream_of(fb, n);
         let (idx, held): (Option<String>, i64) = self.run(|c| {
-            redis::pipe()
-                .cmd("HGET")
-                .arg(self.index(i))
-                .arg(fb.as_str())
-                .cmd("HEXISTS")
-                .arg(self.held(i))
-                .arg(format!("m:{fb}"))
-                .query(c)
+            pipe_query(
+                c,
+                redis::pipe()
+                    .cmd("HGET")
+                    .arg(self.index(i))
+                    .arg(fb.as_str())
+                    .cmd("HEXISTS")
+                    .arg(self.held(i))
+                    .arg(format!("m:{fb}")),
+            )
         })?;
         if let Some(v) = idx {
             let id = v.split(' ').next().unwrap_or_default().to_string();
@@ -1052,19 +1171,21 @@ impl RedisQueue {
         };
         for i in streams {
             let (len, summary, last): (i64, RV, RV) = self.run(|c| {
-                redis::pipe()
-                    .cmd("XLEN")
-                    .arg(self.stream(i))
-                    .cmd("XPENDING")
-                    .arg(self.stream(i))
-                    .arg(GROUP)
-                    .cmd("XREVRANGE")
-                    .arg(self.stream(i))
-                    .arg("+")
-                    .arg("-")
-                    .arg("COUNT")
-                    .arg(1)
-                    .query(c)
+                pipe_query(
+                    c,
+                    redis::pipe()
+                        .cmd("XLEN")
+                        .arg(self.stream(i))
+                        .cmd("XPENDING")
+                        .arg(self.stream(i))
+                        .arg(GROUP)
+                        .cmd("XREVRANGE")
+                        .arg(self.stream(i))
+                        .arg("+")
+                        .arg("-")
+                        .arg("COUNT")
+                        .arg(1),
+                )
             })?;
             let pending = array(&summary).first().and_then(int).unwrap_or(0);
             pass.len += (len - pending).max(0) as usize;
@@ -1144,29 +1265,37 @@ impl RedisQueue {
         if claims.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
+        let mut cmds = Vec::with_capacity(claims.len());
         for c in &claims {
             let i = c.stream;
-            pipe.add_command(match &c.kind {
-                Kind::Pending { id } => eval(
-                    FINISH,
-                    &[&self.stream(i), &self.index(i)],
-                    &[
-                        GROUP.as_bytes(),
-                        self.server.consumer.as_bytes(),
-                        id.as_bytes(),
-                        c.fb.as_str().as_bytes(),
-                    ],
-                ),
-                Kind::Held { holder } => eval(
-                    DROP,
-                    &[&self.held(i)],
-                    &[c.fb.as_str().as_bytes(), holder.borrow().as_bytes()],
-                ),
-            });
+            cmds.push((
+                i,
+                match &c.kind {
+                    Kind::Pending { id } => eval(
+                        FINISH,
+                        &[&self.stream(i), &self.index(i)],
+                        &[
+                            GROUP.as_bytes(),
+                            self.server.consumer.as_bytes(),
+                            id.as_bytes(),
+                            c.fb.as_str().as_bytes(),
+                        ],
+                    ),
+                    Kind::Held { holder } => eval(
+                        DROP,
+                        &[&self.held(i)],
+                        &[c.fb.as_str().as_bytes(), holder.borrow().as_bytes()],
+                    ),
+                },
+            ));
         }
-        let done: Vec<i64> = self.run(|conn| pipe.query(conn))?;
-        match claims.iter().zip(done).find(|(_, d)| *d != 1) {
+        let done = self.pipelined(cmds)?;
+        match claims
+            .iter()
+            .zip(done)
+            .find(|(_, d)| !matches!(d, Ok(RV::Int(1))))
+        {
+            Some((_, Err(why))) => Err(self.refused(&why)),
             Some((c, _)) => Err(self.lost(&c.fb)),
             None => Ok(()),
         }
@@ -1226,9 +1355,11 @@ impl RedisQueue {
             Some(m) => (b"1", m),
             None => (b"0", b""),
         };
+        // One script when both queues are on this server (a cluster's slots differ, so
+        // there: copy, then finish).
         let Some(b) = bad
             .as_redis()
-            .filter(|b| Arc::ptr_eq(&b.server, &self.server))
+            .filter(|b| Arc::ptr_eq(&b.server, &self.server) && !self.server.clustered())
         else {
             let (m, msg) = c.raw();
             bad.store_preserved(&c.fb, meta.unwrap_or(m), msg)?;
@@ -1328,18 +1459,20 @@ impl RedisQueue {
                     .filter_map(text)
                 {
                     let (e, p): (RV, RV) = self.run(|c| {
-                        redis::pipe()
-                            .cmd("XRANGE")
-                            .arg(self.stream(i))
-                            .arg(&id)
-                            .arg(&id)
-                            .cmd("XPENDING")
-                            .arg(self.stream(i))
-                            .arg(GROUP)
-                            .arg(&id)
-                            .arg(&id)
-                            .arg(1)
-                            .query(c)
+                        pipe_query(
+                            c,
+                            redis::pipe()
+                                .cmd("XRANGE")
+                                .arg(self.stream(i))
+                                .arg(&id)
+                                .arg(&id)
+                                .cmd("XPENDING")
+                                .arg(self.stream(i))
+                                .arg(GROUP)
+                                .arg(&id)
+                                .arg(&id)
+                                .arg(1),
+                        )
                     })?;
                     let deliveries = array(&p)
                         .first()
@@ -1724,22 +1857,25 @@ impl RedisPass {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
+        let mut cmds = Vec::new();
         for (i, id, _) in self.buffer.drain(..) {
-            pipe.add_command(eval(
-                REQUEUE,
-                &[&q.stream(i), &q.index(i)],
-                &[
-                    GROUP.as_bytes(),
-                    q.server.consumer.as_bytes(),
-                    id.as_bytes(),
-                    b"",
-                    b"",
-                    b"0",
-                ],
+            cmds.push((
+                i,
+                eval(
+                    REQUEUE,
+                    &[&q.stream(i), &q.index(i)],
+                    &[
+                        GROUP.as_bytes(),
+                        q.server.consumer.as_bytes(),
+                        id.as_bytes(),
+                        b"",
+                        b"",
+                        b"0",
+                    ],
+                ),
             ));
         }
-        q.run(|c| pipe.query::<RV>(c)).map(|_| ())
+        q.pipelined(cmds).map(|_| ())
     }
 
     pub fn count(&self) -> usize {
@@ -1792,20 +1928,31 @@ impl RedisPass {
                 return Ok(None);
             }
             let keys: Vec<String> = open.iter().map(|&k| q.stream(self.streams[k])).collect();
-            let r: RV = q.run(|c| {
-                let mut cmd = redis::cmd("XREADGROUP");
-                cmd.arg("GROUP")
-                    .arg(GROUP)
-                    .arg(&q.server.consumer)
-                    .arg("COUNT")
-                    .arg(self.prefetch)
-                    .arg("STREAMS")
-                    .arg(&keys);
-                for _ in &keys {
-                    cmd.arg(">");
-                }
-                cmd.query(c)
-            })?;
+            // One read for every stream; on a cluster one per stream (their slots differ).
+            let batches: Vec<&[String]> = if q.server.clustered() {
+                keys.chunks(1).collect()
+            } else {
+                vec![&keys[..]]
+            };
+            let mut replies = Vec::new();
+            for batch in batches {
+                let r: RV = q.run(|c| {
+                    let mut cmd = redis::cmd("XREADGROUP");
+                    cmd.arg("GROUP")
+                        .arg(GROUP)
+                        .arg(&q.server.consumer)
+                        .arg("COUNT")
+                        .arg(self.prefetch)
+                        .arg("STREAMS")
+                        .arg(batch);
+                    for _ in batch {
+                        cmd.arg(">");
+                    }
+                    cmd.query(c)
+                })?;
+                replies.extend(array(&r).iter().cloned());
+            }
+            let r = RV::Array(replies);
             let mut got: HashSet<usize> = HashSet::new();
             let mut read_bytes = 0usize;
             for s in array(&r) {

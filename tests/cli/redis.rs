@@ -50,7 +50,7 @@ impl RedisServer {
         // then try another one.
         for _ in 0..5 {
             let port = free_port();
-            match spawn_redis(dir.path(), port) {
+            match spawn_redis(dir.path(), port, &[]) {
                 Ok(child) => {
                     return RedisServer {
                         dir,
@@ -82,7 +82,7 @@ impl RedisServer {
         assert!(self.child.is_none(), "the server is still running");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match spawn_redis(self.dir.path(), self.port) {
+            match spawn_redis(self.dir.path(), self.port, &[]) {
                 Ok(child) => {
                     self.child = Some(child);
                     return;
@@ -182,7 +182,7 @@ fn free_port() -> u16 {
 
 /// Starts `redis-server` on `port` in `dir` and waits for `PING`; its log is appended
 /// to `dir/redis.log`.
-fn spawn_redis(dir: &Path, port: u16) -> Result<Child, String> {
+fn spawn_redis(dir: &Path, port: u16, extra: &[&str]) -> Result<Child, String> {
     let log_path = dir.join("redis.log");
     let log = fs::OpenOptions::new()
         .create(true)
@@ -202,6 +202,7 @@ fn spawn_redis(dir: &Path, port: u16) -> Result<Child, String> {
         .arg("--dir")
         .arg(dir)
         .args(["--daemonize", "no"])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log))
@@ -1916,4 +1917,168 @@ fn redis_a_batch_refused_part_way_stores_exactly_what_it_printed() {
     let stored: BTreeSet<String> = q.names("oom").into_iter().collect();
     assert_eq!(stored.len(), printed.len() + 1, "{}", stderr(&out));
     assert!(printed.is_subset(&stored));
+}
+
+// ---------------------------------------------------------------------------------------
+// A Redis Cluster: three masters on loopback.
+
+/// Three `redis-server --cluster-enabled yes` nodes made into one cluster (no replicas),
+/// each with its own AOF; killed when dropped.
+struct RedisCluster {
+    _dir: tempfile::TempDir,
+    ports: Vec<u16>,
+    children: Vec<Child>,
+}
+
+impl RedisCluster {
+    fn start() -> RedisCluster {
+        let dir = tempfile::tempdir().expect("tempdir for the cluster");
+        let mut ports = Vec::new();
+        let mut children = Vec::new();
+        while ports.len() < 3 {
+            let port = free_port();
+            let d = dir.path().join(port.to_string());
+            fs::create_dir_all(&d).unwrap();
+            if let Ok(child) = spawn_redis(
+                &d,
+                port,
+                &[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ],
+            ) {
+                ports.push(port);
+                children.push(child);
+            }
+        }
+        let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let out = Command::new(REDIS_CLI)
+            .arg("--cluster")
+            .arg("create")
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = RedisCluster {
+            _dir: dir,
+            ports,
+            children,
+        };
+        assert!(
+            wait_until(30, || cluster.ports.iter().all(|p| cluster
+                .cli(*p, &["CLUSTER", "INFO"])
+                .contains("cluster_state:ok"))),
+            "the cluster did not come up"
+        );
+        cluster
+    }
+
+    fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis+cluster://{}", nodes.join(","))
+    }
+
+    fn cli(&self, port: u16, args: &[&str]) -> String {
+        let out = Command::new(REDIS_CLI)
+            .arg("-p")
+            .arg(port.to_string())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The node (its port) that holds `key`.
+    fn node_of(&self, key: &str) -> Option<u16> {
+        self.ports
+            .iter()
+            .copied()
+            .find(|p| self.cli(*p, &["EXISTS", key]) == "1")
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// On a Redis Cluster (`redis+cluster://`), a queue's slices are streams in different
+/// slots, spread over the nodes; enqueue, the slice runners, forward, list, dump,
+/// move to bad and delete all work, each entry handled once.
+#[test]
+fn redis_cluster_spreads_a_queues_slices_over_its_nodes() {
+    let env = Env::new();
+    let cluster = RedisCluster::start();
+    let cfg = env.config(&format!(
+        "queue_dir: {}\nrunners:\n  in: {{instances: 4}}\n",
+        cluster.url()
+    ));
+    let q = Qt::config_only(&env, &cfg);
+    let mut mbox = Vec::new();
+    for n in 0..200 {
+        mbox.extend_from_slice(format!("From x\nSubject: m{n}\n\nbody {n}\n\n").as_bytes());
+    }
+    let mb = env.root().join("in.mbox");
+    fs::write(&mb, &mbox).unwrap();
+    let out = q.run(&["enqueue", "in", "--mbox", s(&mb)], b"");
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let printed: BTreeSet<String> = stdout(&out).lines().map(str::to_string).collect();
+    assert_eq!(printed.len(), 200);
+    let nodes: BTreeSet<u16> = (0..4)
+        .map(|i| {
+            cluster
+                .node_of(&stream("in", i))
+                .expect("every stream exists")
+        })
+        .collect();
+    assert!(nodes.len() >= 2, "all four streams on one node: {nodes:?}");
+    let listed: BTreeSet<String> = q.names("in").into_iter().collect();
+    assert_eq!(listed, printed);
+
+    // The four slices, each once, forward everything to `out`.
+    for k in 0..4 {
+        let out = q.run(&["run-once", &format!("in:{k}:4"), "--forward", "out"], b"");
+        assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    }
+    assert!(q.names("in").is_empty());
+    let out_names = q.names("out");
+    assert_eq!(out_names.len(), 200);
+    let d = q.dump("out", &out_names[0], &["--message"]);
+    assert!(d.contains("Subject: m"), "{d}");
+
+    // A message handled by nobody twice: drain out through a logging handler.
+    let log = env.root().join("handled.log");
+    let handler = logging_handler(&env, &log);
+    let out = q.run(&["run-once", "out", "--", s(&handler), "x"], b"");
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let counts = line_counts(&log);
+    assert_eq!(counts.len(), 200, "{counts:?}");
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+
+    // bad on a cluster: a shunt-and-preserve path, then delete.
+    let fb = q.enqueue("bad", SEED, &[]);
+    assert_eq!(q.names("bad"), vec![fb.clone()]);
+    let out = q.run(&["delete", "bad", &fb], b"");
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert!(q.names("bad").is_empty());
+    let st = q.ok(&["stats"]);
+    assert!(st.contains("in") && st.contains("out"), "{st}");
 }

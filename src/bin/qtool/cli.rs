@@ -12,8 +12,9 @@ const LONG_HELP: &str = "Examples:
 
 Configuration:
   -C FILE, else $QTOOL_CONFIG, else ./qtool.yaml, else /etc/qtool/qtool.yaml, else
-  built-in defaults (queue_dir /var/spool/qtool). Keys: queue_dir (a directory, or
-  redis://HOST:PORT/DB for Redis Streams), default_language, queue_format
+  built-in defaults (queue_dir /var/spool/qtool). Keys: queue_dir (a directory,
+  redis://HOST:PORT/DB for Redis Streams, or redis+cluster://HOST:PORT,HOST:PORT),
+  default_language, queue_format
   (native|mailman), min_free, claim_timeout (Redis), lists: {LISTID:
   {preferred_language}}, runners: {NAME: {handler: {exec: [PROGRAM, ARG...]} |
   {forward: QUEUE} | discard, instances (power of two), sleep_time, timeout,
