@@ -81,7 +81,11 @@ pub struct Global {
     pub quiet: bool,
 }
 
+/// The subcommands' arguments are deferred: only the subcommand being run has its
+/// arguments built (clap builds the others only for help, completions and man pages),
+/// which matters to a process started once per message (`qtool enqueue` from an MTA).
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Add messages to a queue
     #[command(
@@ -203,7 +207,9 @@ pub struct RunOnceArgs {
     pub common: RunnerArgs,
 }
 
-/// What `run` and `run-once` share: the handler, the log, the stop grace.
+// What `run` and `run-once` share: the handler, the log, the stop grace. (A plain
+// comment: a doc comment would become the about text of both, as their arguments are
+// built late; see `Command`.)
 #[derive(Debug, Args)]
 pub struct RunnerArgs {
     /// Handler: enqueue each entry to QUEUE
