@@ -101,14 +101,15 @@ pub struct Runner {
     /// How long a running handler may go on after a stop before it is killed and its
     /// entry put back.
     pub grace: Duration,
-    /// When this runner last recovered (set by [`Runner::recover`]).
-    pub recovered_at: std::cell::Cell<Option<Instant>>,
+    /// When this runner last recovered (set by [`Runner::recover`]), and whether that
+    /// recovery left entries held by other processes.
+    pub recovered_at: std::cell::Cell<Option<(Instant, bool)>>,
 }
 
 impl Runner {
     /// Recovers the orphaned `.bak` files of this runner's slice.
     pub fn recover(&self, log: &mut dyn FnMut(Event)) -> Result<Counts> {
-        self.recovered_at.set(Some(Instant::now()));
+        self.recovered_at.set(Some((Instant::now(), false)));
         if matches!(self.handler, Handler::Exec { .. }) {
             crate::handler::remove_stale_metadata_files();
         }
@@ -133,6 +134,7 @@ impl Runner {
         }
         if busy > 0 {
             log(Event::Busy(busy));
+            self.recovered_at.set(Some((Instant::now(), true)));
         }
         Ok(Counts {
             recovered: recovered.len(),
@@ -408,15 +410,17 @@ impl Runner {
         Ok(total)
     }
 
-    /// True when this runner has not recovered yet, or (on Redis) not for half a
-    /// claim timeout.
+    /// True when this runner has not recovered yet; on Redis, when it has not for half
+    /// a claim timeout; in a directory, when its last recovery found claimed entries
+    /// held by other processes (one of them may die, or be a dead runner's handler
+    /// still holding the lock for a moment), at most once per `sleep_time`.
     fn recovery_due(&self) -> bool {
-        match self.recovered_at.get() {
-            None => true,
-            Some(at) => self
-                .queue
-                .recovery_interval()
-                .is_some_and(|e| at.elapsed() >= e),
+        match (self.recovered_at.get(), self.queue.recovery_interval()) {
+            (None, _) => true,
+            (Some((at, _)), Some(every)) => at.elapsed() >= every,
+            (Some((at, busy)), None) => {
+                busy && at.elapsed() >= self.sleep_time.max(Duration::from_millis(100))
+            }
         }
     }
 

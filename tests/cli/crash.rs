@@ -207,6 +207,50 @@ fn a_bak_held_by_a_live_runner_is_left_alone() {
     assert!(env.files("in").is_empty(), "{:?}", env.files("in"));
 }
 
+/// A `.bak` that is still locked when a runner starts (a dead runner's handler, say,
+/// holding its stdin for a moment) is not forgotten: once its holder is gone the same
+/// running runner recovers it and handles it, without a restart.
+#[test]
+fn a_bak_busy_at_start_is_recovered_once_its_holder_is_gone() {
+    let env = Env::new();
+    let fb = env.enqueue("in", SEED, &[]);
+    let pck = env.queue("in").join(format!("{fb}.pck"));
+    let bak = env.queue("in").join(format!("{fb}.bak"));
+    fs::rename(&pck, &bak).unwrap();
+    // flock(1) holds the same kind of lock a claim does, for two seconds.
+    let holder = std::process::Command::new("flock")
+        .arg("-x")
+        .arg(&bak)
+        .args(["-c", "sleep 2"])
+        .spawn()
+        .expect("flock(1) from util-linux");
+    let holder = ChildGuard(holder);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let cfg = env.config("runners:\n  in: {sleep_time: 0.2s}\n");
+    let log = env.root().join("r.log");
+    let mut runner = spawn_logged(
+        &env,
+        &["-C", cfg.to_str().unwrap(), "run", "in", "--discard", "-v"],
+        &log,
+    );
+    assert!(
+        poll_for(20, || env.files("in").is_empty()),
+        "the busy .bak was never recovered: {:?}\n{}",
+        env.files("in"),
+        read_lossy(&log)
+    );
+    drop(holder);
+    send_signal(runner.child.id(), "TERM");
+    let status = wait_or_kill(&mut runner.child, 20, "runner");
+    assert_eq!(status.code(), Some(0));
+    let text = read_lossy(&log);
+    assert!(text.contains("held by live processes left alone"), "{text}");
+    assert!(
+        text.contains(&format!("recovered orphaned entry {fb}")),
+        "{text}"
+    );
+}
+
 /// Starts `qtool run` with a log file and waits until it has logged (so its signal
 /// handlers are in place).
 fn start_logged(env: &Env, extra: &[&str]) -> (ChildGuard, PathBuf) {
