@@ -445,6 +445,7 @@ impl Server {
                         | "CLUSTERDOWN"
                         | "MISCONF"
                         | "NOREPLICAS"
+                        | "NOGROUP"
                 )
             );
         if temporary {
@@ -1165,7 +1166,9 @@ impl RedisQueue {
             bounds: Vec::new(),
             done: vec![false; streams.len()],
             buffer: VecDeque::new(),
-            prefetch: prefetch.max(1),
+            // Start small and grow while the entries are small: a queue of large
+            // messages never has many of them claimed at once.
+            prefetch: prefetch.clamp(1, 4),
             asked: prefetch.max(1),
             len: 0,
         };
@@ -1990,7 +1993,7 @@ impl RedisPass {
             self.prefetch = if read_bytes > PREFETCH_BYTES {
                 1
             } else {
-                self.asked
+                (self.prefetch * 4).min(self.asked)
             };
         }
     }
