@@ -123,7 +123,7 @@ pub struct Claim {
 #[derive(Debug)]
 enum Held {
     File(dir::FileClaim),
-    Redis(redis::RedisClaim),
+    Redis(Box<redis::RedisClaim>),
 }
 
 impl Claim {
@@ -403,7 +403,7 @@ impl Switchboard {
         crate::fault::point("finish");
         match (&self.backend, claim.held) {
             (Backend::Dir(d), Held::File(c)) => d.finish(c),
-            (Backend::Redis(r), Held::Redis(c)) => r.finish(c),
+            (Backend::Redis(r), Held::Redis(c)) => r.finish(*c),
             _ => Err(mismatch()),
         }
     }
@@ -416,7 +416,7 @@ impl Switchboard {
                 for c in claims {
                     crate::fault::point("finish");
                     match c.held {
-                        Held::Redis(c) => held.push(c),
+                        Held::Redis(c) => held.push(*c),
                         Held::File(_) => return Err(mismatch()),
                     }
                 }
@@ -431,7 +431,7 @@ impl Switchboard {
     pub fn put_back(&self, claim: Claim) -> Result<()> {
         match (&self.backend, claim.held) {
             (Backend::Dir(d), Held::File(c)) => d.put_back(c),
-            (Backend::Redis(r), Held::Redis(c)) => r.put_back(c),
+            (Backend::Redis(r), Held::Redis(c)) => r.put_back(*c),
             _ => Err(mismatch()),
         }
     }
@@ -442,7 +442,7 @@ impl Switchboard {
     pub fn preserve(&self, claim: Claim, bad: &Switchboard) -> Result<()> {
         match (&self.backend, claim.held) {
             (Backend::Dir(d), Held::File(c)) => d.preserve(c, bad.as_dir()),
-            (Backend::Redis(r), Held::Redis(c)) => r.to_bad(c, None, bad),
+            (Backend::Redis(r), Held::Redis(c)) => r.to_bad(*c, None, bad),
             _ => Err(mismatch()),
         }
     }

@@ -308,6 +308,41 @@ pub struct Server {
     conn: Mutex<Option<Box<dyn redis::ConnectionLike + Send>>>,
     /// This process's consumer name: `<host>:<pid>:<random>`.
     consumer: String,
+    /// Pending entries this process holds in memory now (`<stream>#<id>`): its own
+    /// recovery leaves them alone even when they have been idle for long (a server
+    /// that stalled, a long pass).
+    live: Arc<Mutex<HashSet<String>>>,
+}
+
+/// Marks a pending entry as held by this process while it lives.
+#[derive(Debug)]
+struct Live {
+    set: Arc<Mutex<HashSet<String>>>,
+    key: String,
+}
+
+impl Live {
+    fn new(server: &Server, stream: &str, id: &str) -> Live {
+        let key = format!("{stream}#{id}");
+        server
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone());
+        Live {
+            set: server.live.clone(),
+            key,
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
+    }
 }
 
 /// One server, or a Redis Cluster (`redis+cluster://HOST:PORT,HOST:PORT`).
@@ -374,6 +409,7 @@ impl Server {
             shown: redact(url),
             client: open_client(url),
             conn: Mutex::new(None),
+            live: Default::default(),
             consumer: format!("{}:{}:{:08x}", hostname(), std::process::id(), random_u32()),
         }
     }
@@ -1115,17 +1151,26 @@ impl RedisQueue {
             },
             bytes(&parts[0]).unwrap_or_default().to_vec(),
             bytes(&parts[1]).unwrap_or_default().to_vec(),
+            None,
         )))
     }
 
-    fn new_claim(&self, fb: Filebase, i: u32, kind: Kind, meta: Vec<u8>, msg: Vec<u8>) -> Claim {
+    fn new_claim(
+        &self,
+        fb: Filebase,
+        i: u32,
+        kind: Kind,
+        meta: Vec<u8>,
+        msg: Vec<u8>,
+        live: Option<Live>,
+    ) -> Claim {
         let location = match &kind {
             Kind::Pending { id } => format!("{} entry {id}", self.stream(i)),
             Kind::Held { .. } => format!("{} entry {fb}", self.held(i)),
         };
         Claim {
             filebase: fb.clone(),
-            held: Held::Redis(RedisClaim {
+            held: Held::Redis(Box::new(RedisClaim {
                 fb,
                 stream: i,
                 kind,
@@ -1133,7 +1178,8 @@ impl RedisQueue {
                 msg: Arc::new(msg),
                 location: format!("{} {location}", self.server.shown),
                 touched: Cell::new(Instant::now()),
-            }),
+                _live: live,
+            })),
         }
     }
 
@@ -1454,6 +1500,12 @@ impl RedisQueue {
                 })?;
                 let parts = array(&r);
                 let next = parts.first().and_then(text).unwrap_or_else(|| "0-0".into());
+                let live = self
+                    .server
+                    .live
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
                 for id in parts
                     .get(1)
                     .map(array)
@@ -1461,6 +1513,10 @@ impl RedisQueue {
                     .iter()
                     .filter_map(text)
                 {
+                    // One this process holds is alive (XAUTOCLAIM just renewed it).
+                    if live.contains(&format!("{}#{id}", self.stream(i))) {
+                        continue;
+                    }
                     let (e, p): (RV, RV) = self.run(|c| {
                         pipe_query(
                             c,
@@ -1509,6 +1565,7 @@ impl RedisQueue {
                         msg: Arc::new(msg),
                         location: String::new(),
                         touched: Cell::new(Instant::now()),
+                        _live: None,
                     };
                     let times = (deliveries - 1).max(1) as i128;
                     if let Err(e) = self.recover_one(claim, times, bad, &mut report) {
@@ -1616,6 +1673,7 @@ impl RedisQueue {
                 msg: Arc::new(bytes(&parts[1]).unwrap_or_default().to_vec()),
                 location: String::new(),
                 touched: Cell::new(Instant::now()),
+                _live: None,
             };
             // The filebase of a held entry is its key: one that is not valid came from
             // another program and goes to `bad` under a made-up one.
@@ -1816,6 +1874,8 @@ pub struct RedisClaim {
     msg: Arc<Vec<u8>>,
     location: String,
     touched: Cell<Instant>,
+    /// For an entry claimed by this process's pass: marks it live while held.
+    _live: Option<Live>,
 }
 
 impl RedisClaim {
@@ -1842,7 +1902,7 @@ pub struct RedisPass {
     /// ends even while producers keep adding.
     bounds: Vec<Option<(u64, u64)>>,
     done: Vec<bool>,
-    buffer: VecDeque<(u32, String, RV)>,
+    buffer: VecDeque<(u32, String, RV, Live)>,
     /// How many entries one read claims: as asked, but one at a time after a read of
     /// large entries, so a runner holds few large ones.
     prefetch: usize,
@@ -1861,7 +1921,7 @@ impl RedisPass {
             return Ok(());
         }
         let mut cmds = Vec::new();
-        for (i, id, _) in self.buffer.drain(..) {
+        for (i, id, _, _live) in self.buffer.drain(..) {
             cmds.push((
                 i,
                 eval(
@@ -1900,7 +1960,7 @@ impl RedisPass {
             };
         }
         loop {
-            if let Some((i, id, fields)) = self.buffer.pop_front() {
+            if let Some((i, id, fields, live)) = self.buffer.pop_front() {
                 let mut f = entry_fields(&fields);
                 let meta = f.remove("meta").unwrap_or_default();
                 let msg = f.remove("msg").unwrap_or_default();
@@ -1914,6 +1974,7 @@ impl RedisPass {
                     Kind::Pending { id },
                     meta,
                     msg,
+                    Some(live),
                 );
                 let Some(fb) = fb else {
                     // Not an entry qtool wrote: keep it, byte for byte, in `bad`.
@@ -1921,7 +1982,7 @@ impl RedisPass {
                     let Held::Redis(c) = claim.held else {
                         unreachable!("a Redis claim")
                     };
-                    q.to_bad(c, None, bad)?;
+                    q.to_bad(*c, None, bad)?;
                     return Ok(Some((name, Claimed::NotRegular)));
                 };
                 return Ok(Some((fb, Claimed::Got(claim))));
@@ -1978,10 +2039,12 @@ impl RedisPass {
                     if self.bounds[k].is_none_or(|b| parse_id(&id) >= b) {
                         self.done[k] = true;
                     }
+                    let live = Live::new(&q.server, &q.stream(self.streams[k]), &id);
                     self.buffer.push_back((
                         self.streams[k],
                         id,
                         ea.get(1).cloned().unwrap_or(RV::Nil),
+                        live,
                     ));
                 }
             }

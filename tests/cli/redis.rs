@@ -2082,3 +2082,67 @@ fn redis_cluster_spreads_a_queues_slices_over_its_nodes() {
     let st = q.ok(&["stats"]);
     assert!(st.contains("in") && st.contains("out"), "{st}");
 }
+
+/// A signal during a Redis call (SIGHUP from logrotate, say) does not interrupt it:
+/// the runner reopens its log and goes on, nothing is left claimed or counted.
+#[test]
+fn redis_sighup_during_a_slow_redis_call_interrupts_nothing() {
+    let env = Env::new();
+    let redis = RedisServer::start();
+    let cfg = env.config("claim_timeout: 1s\nrunners:\n  in: {sleep_time: 0.1s}\n");
+    let q = Qt::redis(&env, &redis).with_config(&cfg);
+    let mut mbox = Vec::new();
+    for n in 0..2000 {
+        mbox.extend_from_slice(format!("From x\nSubject: {n}\n\n{n}\n\n").as_bytes());
+    }
+    let mb = env.root().join("in.mbox");
+    fs::write(&mb, &mbox).unwrap();
+    let out = q.run(&["enqueue", "in", "--mbox", s(&mb)], b"");
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let log = env.root().join("r.log");
+    let mut runner = q.spawn_logged(
+        &["run", "in", "--discard", "--log-file", s(&log)],
+        &env.root().join("stderr.log"),
+    );
+    must(30, "the runner did not start", &[&runner], || {
+        redis.xlen("in", 0) < 2000
+    });
+    // Redis stops answering for a second or two; the runner is then inside a call.
+    let port = redis.url();
+    let port = port
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/0")
+        .to_string();
+    // A script that busy-waits a second blocks the whole server (DEBUG SLEEP is
+    // disabled by default in Redis 7).
+    let sleeper = Command::new(REDIS_CLI)
+        .args([
+            "-p",
+            &port,
+            "EVAL",
+            "local s = tonumber(redis.call('TIME')[1]) while tonumber(redis.call('TIME')[1]) < s + 2 do end return 1",
+            "0",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-cli DEBUG SLEEP");
+    let _sleeper = ChildGuard(sleeper);
+    std::thread::sleep(Duration::from_millis(300));
+    send_signal(runner.child.id(), "HUP");
+    must(30, "the queue did not drain", &[&runner], || {
+        redis.xlen("in", 0) == 0
+    });
+    send_signal(runner.child.id(), "TERM");
+    let status = wait_or_kill(&mut runner.child, 20, "runner");
+    assert_eq!(status.code(), Some(0), "{}", runner.log_text());
+    let text = format!("{}{}", read_lossy(&log), runner.log_text());
+    assert!(!text.contains("Interrupted"), "{text}");
+    assert!(!text.contains("trying again"), "{text}");
+    assert_eq!(redis.pending("in", 0), 0);
+    assert!(
+        text.contains("2000 done") || text.contains("done"),
+        "{text}"
+    );
+}
