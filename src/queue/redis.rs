@@ -418,6 +418,11 @@ impl Server {
         &self.shown
     }
 
+    /// Drops the connection: the next call connects again (and loads the scripts).
+    fn forget_connection(&self) {
+        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     /// True for a Redis Cluster: keys of different slots never share a script, a
     /// pipeline or a command.
     fn clustered(&self) -> bool {
@@ -450,13 +455,27 @@ impl Server {
                 ),
                 Client::Cluster(c) => Box::new(c.get_connection().map_err(|e| self.error(e))?),
             };
+            let mut conn = conn;
+            for (_, text, _) in script_table() {
+                redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(text.as_str())
+                    .query::<RV>(conn.as_mut())
+                    .map_err(|e| self.error(e))?;
+            }
             *slot = Some(conn);
         }
         let conn = slot.as_mut().expect("connected above");
         match f(conn.as_mut()) {
             Ok(v) => Ok(v),
             Err(e) => {
-                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                // A server that lost its scripts (SCRIPT FLUSH) gets them again with
+                // the next connection.
+                if e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_timeout()
+                    || e.code() == Some("NOSCRIPT")
+                {
                     *slot = None;
                 }
                 Err(self.error(e))
@@ -482,6 +501,7 @@ impl Server {
                         | "MISCONF"
                         | "NOREPLICAS"
                         | "NOGROUP"
+                        | "NOSCRIPT"
                 )
             );
         if temporary {
@@ -622,11 +642,59 @@ fn entry_fields(v: &RV) -> HashMap<String, Vec<u8>> {
         .collect()
 }
 
+/// Every script, loaded into the server (`SCRIPT LOAD`) whenever a connection is made
+/// and called by its SHA-1 (`EVALSHA`), so a batch does not send and hash the text of
+/// a script once per entry.
+const SCRIPTS: [&str; 14] = [
+    ADD,
+    UNADD,
+    FINISH,
+    TOUCH_PENDING,
+    REQUEUE,
+    TAKE,
+    TOUCH,
+    STEAL,
+    RELEASE,
+    DROP,
+    TO_BAD,
+    FORGET,
+    HEADS,
+    "",
+];
+
+/// Each script, its full text (the prelude and the script) and its SHA-1.
+fn script_table() -> &'static [(&'static str, String, String)] {
+    static TABLE: OnceLock<Vec<(&'static str, String, String)>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        SCRIPTS
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                let text = format!("{PRELUDE}{s}");
+                let sha: String = sha1::Sha1::digest(text.as_bytes())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                (*s, text, sha)
+            })
+            .collect()
+    })
+}
+
 fn eval(script: &str, keys: &[&str], args: &[&[u8]]) -> redis::Cmd {
-    let mut cmd = redis::cmd("EVAL");
-    cmd.arg(format!("{PRELUDE}{script}"))
-        .arg(keys.len())
-        .arg(keys);
+    let mut cmd = match script_table().iter().find(|(s, _, _)| *s == script) {
+        Some((_, _, sha)) => {
+            let mut c = redis::cmd("EVALSHA");
+            c.arg(sha.as_str());
+            c
+        }
+        None => {
+            let mut c = redis::cmd("EVAL");
+            c.arg(format!("{PRELUDE}{script}"));
+            c
+        }
+    };
+    cmd.arg(keys.len()).arg(keys);
     for a in args {
         cmd.arg(*a);
     }
@@ -723,6 +791,12 @@ impl RedisQueue {
                 pipe.add_command(cmds[k].1.clone());
             }
             let replies = self.run(|c| pipeline_each(c, &pipe, ks.len()))?;
+            if replies
+                .iter()
+                .any(|r| r.as_ref().is_err_and(|e| e.contains("NOSCRIPT")))
+            {
+                self.server.forget_connection();
+            }
             for (k, r) in ks.into_iter().zip(replies) {
                 out[k] = Some(r);
             }

@@ -2146,3 +2146,43 @@ fn redis_sighup_during_a_slow_redis_call_interrupts_nothing() {
         "{text}"
     );
 }
+
+/// Scripts flushed from the server (SCRIPT FLUSH, a failover to a fresh node): a running
+/// runner loads them again and carries on; nothing is lost.
+#[test]
+fn redis_a_runner_survives_its_scripts_being_flushed() {
+    let env = Env::new();
+    let redis = RedisServer::start();
+    let cfg = env.config("claim_timeout: 1s\nrunners:\n  in: {sleep_time: 0.1s}\n");
+    let q = Qt::redis(&env, &redis).with_config(&cfg);
+    let mut runner = q.spawn_logged(&["run", "in", "--discard"], &env.root().join("r.log"));
+    q.enqueue("in", SEED, &[]);
+    must(20, "the first entry was not handled", &[&runner], || {
+        redis.xlen("in", 0) == 0
+    });
+    redis.cli(&["SCRIPT", "FLUSH"]);
+    // Entries added by hand (no qtool process that would load the scripts again).
+    for n in 0..5 {
+        let fb = format!("17964{n:05}.5+0123456789abcdef0123456789abcdef0123456{n}");
+        redis.cli(&[
+            "XADD",
+            &stream("in", 0),
+            "*",
+            "fb",
+            &fb,
+            "meta",
+            "version: 3\n",
+            "msg",
+            &format!("Subject: {n}\n\n{n}\n"),
+        ]);
+    }
+    must(
+        20,
+        "the entries after the flush were not handled",
+        &[&runner],
+        || redis.xlen("in", 0) == 0 && redis.pending("in", 0) == 0,
+    );
+    send_signal(runner.child.id(), "TERM");
+    let status = wait_or_kill(&mut runner.child, 20, "runner");
+    assert_eq!(status.code(), Some(0), "{}", runner.log_text());
+}
