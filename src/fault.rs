@@ -3,6 +3,7 @@
 //! what each step of a write, claim or recovery leaves on disk. Unset (always, outside
 //! tests), a point costs one comparison.
 
+use std::io::Write;
 use std::sync::OnceLock;
 
 /// Aborts the process if `QTOOL_FAULT` is `name`.
@@ -10,7 +11,10 @@ pub fn point(name: &str) {
     static FAULT: OnceLock<Option<String>> = OnceLock::new();
     let fault = FAULT.get_or_init(|| std::env::var("QTOOL_FAULT").ok());
     if fault.as_deref() == Some(name) {
-        eprintln!("qtool: QTOOL_FAULT={name}: aborting here");
+        let _ = writeln!(
+            std::io::stderr(),
+            "qtool: QTOOL_FAULT={name}: aborting here"
+        );
         std::process::abort();
     }
 }

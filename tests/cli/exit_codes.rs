@@ -386,3 +386,22 @@ fn a_malformed_redis_url_is_a_config_error() {
     assert_error(&out, 78);
     assert!(stderr(&out).contains("notaport"), "{}", stderr(&out));
 }
+
+/// Standard error closed by its reader (`qtool ... 2>&1 | head -c 10`): the error is
+/// lost, the exit status is still the command's (66 here), never a panic's 101.
+#[test]
+fn a_closed_standard_error_does_not_turn_an_error_into_a_panic() {
+    let env = Env::new();
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let mut c = env.cmd();
+    c.args([
+        "dump",
+        "in",
+        "1796400000.5+0123456789abcdef0123456789abcdef01234567",
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(writer);
+    let status = c.status().expect("run qtool");
+    assert_eq!(status.code(), Some(66));
+}

@@ -85,9 +85,9 @@ fn run() -> u8 {
     let code = match cmd::dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("qtool: {}", e.message);
+            errln!("qtool: {}", e.message);
             if !e.hint.is_empty() {
-                eprintln!("qtool: {}", e.hint);
+                errln!("qtool: {}", e.hint);
             }
             e.code
         }
@@ -135,7 +135,7 @@ fn usage_error(e: clap::Error) -> u8 {
         .find_map(|l| l.strip_prefix("Usage: "))
         .map(|u| format!("usage: {u}; see --help"))
         .unwrap_or_else(|| "see qtool --help".to_string());
-    eprintln!("qtool: {first}");
-    eprintln!("qtool: {usage}");
+    errln!("qtool: {first}");
+    errln!("qtool: {usage}");
     2
 }

@@ -1,6 +1,23 @@
 //! Terminal manners shared by the commands: tables with borders and colour only on a
 //! terminal (and colour only without `NO_COLOR`), plain aligned columns in pipes.
 
+/// `eprintln!` that never panics: a closed or full standard error (`2>&1 | head`)
+/// loses the message instead of ending the command with a panic.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `eprint!` that never panics (see `errln!`).
+macro_rules! errout {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 use std::io::IsTerminal;
 
 use comfy_table::{presets, Attribute, Cell, Color, ContentArrangement, Table};
@@ -144,7 +161,7 @@ impl Progress {
 
     fn clear(&self) {
         if self.shown && self.state.borrow().drawn.is_some() {
-            eprint!("\r\x1b[2K");
+            errout!("\r\x1b[2K");
         }
     }
 
@@ -192,7 +209,7 @@ impl Progress {
                 human_rate(rate)
             )
         };
-        eprint!("\r\x1b[2K{line}");
+        errout!("\r\x1b[2K{line}");
     }
 }
 
@@ -252,7 +269,7 @@ pub fn write_line(args: std::fmt::Arguments) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }
-        eprintln!("qtool: cannot write to standard output: {e}");
+        errln!("qtool: cannot write to standard output: {e}");
         std::process::exit(qtool::error::exit::IOERR);
     }
 }

@@ -22,7 +22,7 @@ pub fn run(g: &Global, a: DequeueArgs) -> Result<i32> {
             Some(c) => c,
             None => {
                 if !g.quiet {
-                    eprintln!("qtool: queue {} is empty", sb.name());
+                    errln!("qtool: queue {} is empty", sb.name());
                 }
                 return Ok(exit::NOTHING);
             }

@@ -20,7 +20,7 @@ pub fn run(g: &Global, a: ListArgs) -> Result<i32> {
         let (entries, strays) = inspect::list(&config.switchboard(q), now)?;
         if !g.quiet {
             for s in strays {
-                eprintln!("qtool: {q}/{s}: not a queue entry, skipped");
+                errln!("qtool: {q}/{s}: not a queue entry, skipped");
             }
         }
         rows.extend(entries.into_iter().filter(|r| keep(r, &a, older)));
@@ -41,7 +41,7 @@ pub fn run(g: &Global, a: ListArgs) -> Result<i32> {
         ListFormat::Table => {
             if rows.is_empty() {
                 if !g.quiet {
-                    eprintln!("qtool: no entries");
+                    errln!("qtool: no entries");
                 }
                 return Ok(0);
             }

@@ -22,13 +22,13 @@ pub fn run(g: &Global, a: RecoverArgs) -> Result<i32> {
         );
     }
     for (fb, why) in &r.failed {
-        eprintln!(
+        errln!(
             "qtool: cannot recover {}/{fb} now, left as it is: {why}",
             sb.name()
         );
     }
     if !g.quiet {
-        eprintln!(
+        errln!(
             "qtool: {}: {} recovered, {} preserved, {} held by live processes, {} temporary files removed",
             sb.name(),
             r.recovered.len(),

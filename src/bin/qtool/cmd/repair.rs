@@ -21,9 +21,9 @@ fn report(g: &Global, from: &str, done: Vec<Done>) -> i32 {
             Done::Moved { from: fb, to, new } => outln!("{from}/{fb} -> {to}/{new}"),
             Done::Deleted(fb) => outln!("deleted {from}/{fb}"),
             Done::Skipped(fb, e) => {
-                eprintln!("qtool: skipped {from}/{fb}: {}", e.message);
+                errln!("qtool: skipped {from}/{fb}: {}", e.message);
                 if g.verbose && !e.hint.is_empty() {
-                    eprintln!("qtool: {}", e.hint);
+                    errln!("qtool: {}", e.hint);
                 }
                 if code == 0 {
                     code = e.code;

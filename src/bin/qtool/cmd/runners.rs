@@ -40,7 +40,7 @@ pub fn run(g: &Global, a: RunnersArgs) -> Result<i32> {
         TableFormat::Json => outln!("{}", serde_json::to_string_pretty(&rows).expect("JSON")),
         TableFormat::Table => {
             if rows.is_empty() {
-                eprintln!(
+                errln!(
                     "qtool: no runners configured ({})",
                     config
                         .source
