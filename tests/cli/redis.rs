@@ -1745,6 +1745,23 @@ fn redis_a_slice_takes_only_its_digests_even_on_fewer_streams() {
     assert_eq!(q.names("in"), lower, "in:1:2 took entries of slice 0");
 }
 
+/// Enqueues `n` messages to `queue` in one `enqueue --mbox` (subjects `<prefix><n>`,
+/// bodies of `pad` bytes, or the number): its output.
+fn fill(q: &Qt, env: &Env, queue: &str, n: usize, prefix: &str, pad: usize) -> Output {
+    let mut mbox = Vec::new();
+    for i in 0..n {
+        let body = if pad > 0 {
+            "x".repeat(pad)
+        } else {
+            i.to_string()
+        };
+        mbox.extend_from_slice(format!("From x\nSubject: {prefix}{i}\n\n{body}\n\n").as_bytes());
+    }
+    let mb = env.root().join(format!("{queue}.mbox"));
+    fs::write(&mb, &mbox).unwrap();
+    q.run(&["enqueue", queue, "--mbox", s(&mb)], b"")
+}
+
 // ---------------------------------------------------------------------------------------
 // What a review found: stops, dead repairs, racing recoveries, a full Redis.
 
@@ -1756,13 +1773,7 @@ fn redis_a_stopped_runner_gives_back_what_it_claimed_ahead_uncounted() {
     let redis = RedisServer::start();
     let cfg = env.config("claim_timeout: 1s\nrunners:\n  in: {sleep_time: 0.1s}\n");
     let q = Qt::redis(&env, &redis).with_config(&cfg);
-    let mut mbox = Vec::new();
-    for n in 0..3000 {
-        mbox.extend_from_slice(format!("From x\nSubject: {n}\n\n{n}\n\n").as_bytes());
-    }
-    let mb = env.root().join("in.mbox");
-    fs::write(&mb, &mbox).unwrap();
-    let out = q.run(&["enqueue", "in", "--mbox", s(&mb)], b"");
+    let out = fill(&q, &env, "in", 3000, "", 0);
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
     let mut runner = q.spawn_logged(&["run", "in", "--discard"], &env.root().join("r.log"));
     must(30, "the runner did not start draining", &[&runner], || {
@@ -1900,15 +1911,7 @@ fn redis_a_batch_refused_part_way_stores_exactly_what_it_printed() {
         "maxmemory",
         &(used + 2_000_000).to_string(),
     ]);
-    let mut mbox = Vec::new();
-    for n in 0..3000 {
-        mbox.extend_from_slice(
-            format!("From x\nSubject: {n}\n\n{}\n\n", "x".repeat(1000)).as_bytes(),
-        );
-    }
-    let mb = env.root().join("big.mbox");
-    fs::write(&mb, &mbox).unwrap();
-    let out = q.run(&["enqueue", "oom", "--mbox", s(&mb)], b"");
+    let out = fill(&q, &env, "oom", 3000, "", 1000);
     assert_eq!(code(&out), Some(75), "{}", stderr(&out));
     assert!(stderr(&out).contains("refused"), "{}", stderr(&out));
     let printed: BTreeSet<String> = stdout(&out).lines().map(str::to_string).collect();
@@ -2032,13 +2035,7 @@ fn redis_cluster_spreads_a_queues_slices_over_its_nodes() {
         cluster.url()
     ));
     let q = Qt::config_only(&env, &cfg);
-    let mut mbox = Vec::new();
-    for n in 0..200 {
-        mbox.extend_from_slice(format!("From x\nSubject: m{n}\n\nbody {n}\n\n").as_bytes());
-    }
-    let mb = env.root().join("in.mbox");
-    fs::write(&mb, &mbox).unwrap();
-    let out = q.run(&["enqueue", "in", "--mbox", s(&mb)], b"");
+    let out = fill(&q, &env, "in", 200, "m", 0);
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
     let printed: BTreeSet<String> = stdout(&out).lines().map(str::to_string).collect();
     assert_eq!(printed.len(), 200);
@@ -2091,13 +2088,7 @@ fn redis_sighup_during_a_slow_redis_call_interrupts_nothing() {
     let redis = RedisServer::start();
     let cfg = env.config("claim_timeout: 1s\nrunners:\n  in: {sleep_time: 0.1s}\n");
     let q = Qt::redis(&env, &redis).with_config(&cfg);
-    let mut mbox = Vec::new();
-    for n in 0..2000 {
-        mbox.extend_from_slice(format!("From x\nSubject: {n}\n\n{n}\n\n").as_bytes());
-    }
-    let mb = env.root().join("in.mbox");
-    fs::write(&mb, &mbox).unwrap();
-    let out = q.run(&["enqueue", "in", "--mbox", s(&mb)], b"");
+    let out = fill(&q, &env, "in", 2000, "", 0);
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
     let log = env.root().join("r.log");
     let mut runner = q.spawn_logged(
