@@ -35,7 +35,7 @@
 //! # Writing
 //! A new entry is written as a temporary `.pck.tmp` file (mode 0660 before umask),
 //! synced, renamed to `F.pck`, and the directory is synced: an entry is visible as
-//! `.pck` only once its bytes are on disk. A [`Batch`] writes many temporary files,
+//! `.pck` only once its bytes are on disk. A [`super::Batch`] (here a [`DirBatch`]) writes many temporary files,
 //! syncs them at once, then renames them all and syncs the directory once (group commit).
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
