@@ -2177,3 +2177,53 @@ fn redis_a_runner_survives_its_scripts_being_flushed() {
     let status = wait_or_kill(&mut runner.child, 20, "runner");
     assert_eq!(status.code(), Some(0), "{}", runner.log_text());
 }
+
+/// README's two-host example: two supervisors (`run --all`, as on two hosts) against
+/// one Redis, each with two runners of `in` (program handler) and one of `out`
+/// (forward target, discard): every message is handled exactly once, and both stop
+/// with 0 on SIGTERM.
+#[test]
+fn redis_two_supervisors_share_the_queues_and_handle_each_message_once() {
+    let env = Env::new();
+    let redis = RedisServer::start();
+    let log = env.root().join("handled.log");
+    let handler = logging_handler(&env, &log);
+    let cfg = env.config(&format!(
+        "queue_dir: {}\nclaim_timeout: 5s\nrunners:\n  \
+         in: {{handler: {{exec: [{}, in]}}, instances: 2, sleep_time: 0.1s}}\n  \
+         out: {{handler: discard, sleep_time: 0.1s}}\n  \
+         shunt: {{start: false}}\n",
+        redis.url(),
+        handler.display()
+    ));
+    let q = Qt::config_only(&env, &cfg);
+    let mut hosts: Vec<Background> = (0..2)
+        .map(|h| q.spawn_logged(&["run", "--all"], &env.root().join(format!("host{h}.log"))))
+        .collect();
+    let out = fill(&q, &env, "in", 200, "m", 0);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let refs: Vec<&Background> = hosts.iter().collect();
+    must(60, "not every message was handled", &refs, || {
+        line_counts(&log).len() == 200
+    });
+    must(20, "the queue did not drain", &refs, || {
+        redis.xlen("in", 0) == 0 && redis.xlen("in", 1) == 0
+    });
+    for h in &mut hosts {
+        send_signal(h.child.id(), "TERM");
+    }
+    for h in &mut hosts {
+        let status = wait_or_kill(&mut h.child, 30, "supervisor");
+        assert_eq!(status.code(), Some(0), "{}", h.log_text());
+    }
+    let counts = line_counts(&log);
+    assert_eq!(counts.len(), 200);
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+    assert!(q.names("shunt").is_empty() && q.names("bad").is_empty());
+    // Both hosts took part.
+    let pids: BTreeSet<String> = (0..2)
+        .map(|h| read_lossy(&env.root().join(format!("host{h}.log"))))
+        .filter(|t| t.contains("started runner in:0:2"))
+        .collect();
+    assert_eq!(pids.len(), 2, "both supervisors started their runners");
+}
