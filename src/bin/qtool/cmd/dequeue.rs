@@ -44,7 +44,7 @@ pub fn run(g: &Global, a: DequeueArgs) -> Result<i32> {
             }
         }
     };
-    match write_out(&claim, &a) {
+    match write_out(&sb, &claim, &a) {
         Ok(()) => {
             sb.finish(claim)?;
             Ok(0)
@@ -75,15 +75,20 @@ fn not_ready(sb: &Switchboard, fb: &Filebase) -> Error {
     }
 }
 
-fn write_out(claim: &Claim, a: &DequeueArgs) -> Result<()> {
+fn write_out(sb: &Switchboard, claim: &Claim, a: &DequeueArgs) -> Result<()> {
     let mut entry = claim.read()?;
     if let Some(path) = &a.meta_out {
         let text = metadata::to_yaml(&entry.dequeued_metadata());
         write_file(path, &mut text.as_bytes())?;
     }
-    let mut message = entry
+    let message = entry
         .message()
         .at("cannot read", std::path::Path::new(&claim.location()))?;
+    // A slow reader (a pipe) must not make the claim look abandoned (Redis).
+    let mut message = KeepingAlive {
+        inner: message,
+        alive: || sb.keep_alive(claim),
+    };
     match &a.output {
         Some(path) if path.as_os_str() != "-" => write_file(path, &mut message),
         _ => {
@@ -92,6 +97,19 @@ fn write_out(claim: &Claim, a: &DequeueArgs) -> Result<()> {
             io::copy(&mut message, &mut out).at("cannot write message to", stdout)?;
             out.flush().at("cannot write message to", stdout)
         }
+    }
+}
+
+/// A reader that tells the queue its holder is alive at every read.
+struct KeepingAlive<R, F> {
+    inner: R,
+    alive: F,
+}
+
+impl<R: io::Read, F: Fn()> io::Read for KeepingAlive<R, F> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (self.alive)();
+        self.inner.read(buf)
     }
 }
 
