@@ -631,14 +631,38 @@ fn array(v: &RV) -> &[RV] {
     }
 }
 
+/// A stream entry's fields as qtool writes them: its filebase (`None` when missing or
+/// not one: another program's entry), its metadata as YAML and its message.
+struct Fields {
+    fb: Option<Filebase>,
+    meta: Vec<u8>,
+    msg: Vec<u8>,
+}
+
 /// The fields of a stream entry (`[f1, v1, f2, v2, ...]`).
-fn entry_fields(v: &RV) -> HashMap<String, Vec<u8>> {
-    array(v)
+fn entry_fields(v: &RV) -> Fields {
+    let mut f: HashMap<String, Vec<u8>> = array(v)
         .chunks(2)
         .filter_map(|kv| match kv {
             [k, v] => Some((text(k)?, bytes(v)?.to_vec())),
             _ => None,
         })
+        .collect();
+    Fields {
+        fb: f
+            .get("fb")
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .and_then(|s| s.parse().ok()),
+        meta: f.remove("meta").unwrap_or_default(),
+        msg: f.remove("msg").unwrap_or_default(),
+    }
+}
+
+/// The IDs in an `XPENDING key group - + count` reply.
+fn pending_ids(reply: &RV) -> HashSet<String> {
+    array(reply)
+        .iter()
+        .filter_map(|p| array(p).first().and_then(text))
         .collect()
 }
 
@@ -1050,10 +1074,7 @@ impl RedisQueue {
                         .arg(self.held(i)),
                 )
             })?;
-            let pending: HashSet<String> = array(&pending)
-                .iter()
-                .filter_map(|p| array(p).first().and_then(text))
-                .collect();
+            let pending = pending_ids(&pending);
             for kv in array(&index).chunks(2) {
                 let [k, v] = kv else { continue };
                 let (Some(name), Some(val)) = (text(k), text(v)) else {
@@ -1170,10 +1191,8 @@ impl RedisQueue {
                 let Some(first) = array(&e).first() else {
                     return Ok(None);
                 };
-                let mut f = entry_fields(array(first).get(1).unwrap_or(&RV::Nil));
-                let meta = f.remove("meta").unwrap_or_default();
-                let msg = f.remove("msg").unwrap_or_default();
-                Entry::from_memory(&meta, Arc::new(msg), &what).map(Some)
+                let f = entry_fields(array(first).get(1).unwrap_or(&RV::Nil));
+                Entry::from_memory(&f.meta, Arc::new(f.msg), &what).map(Some)
             }
             Some((None, _)) => {
                 let (meta, msg): (Option<Vec<u8>>, Option<Vec<u8>>) = self.run(|c| {
@@ -1217,19 +1236,23 @@ impl RedisQueue {
         if parts.len() != 3 {
             return Ok(Claimed::Lost);
         }
-        Ok(Claimed::Got(self.new_claim(
-            fb.clone(),
-            i,
-            Kind::Held {
-                holder: text(&parts[2]).unwrap_or_default().into(),
-            },
-            bytes(&parts[0]).unwrap_or_default().to_vec(),
-            bytes(&parts[1]).unwrap_or_default().to_vec(),
-            None,
-        )))
+        Ok(Claimed::Got(
+            self.redis_claim(
+                fb.clone(),
+                i,
+                Kind::Held {
+                    holder: text(&parts[2]).unwrap_or_default().into(),
+                },
+                bytes(&parts[0]).unwrap_or_default().to_vec(),
+                bytes(&parts[1]).unwrap_or_default().to_vec(),
+                None,
+            )
+            .into(),
+        ))
     }
 
-    fn new_claim(
+    /// A claim of entry `fb` of stream `i`, held as `kind`, with its content.
+    fn redis_claim(
         &self,
         fb: Filebase,
         i: u32,
@@ -1237,23 +1260,20 @@ impl RedisQueue {
         meta: Vec<u8>,
         msg: Vec<u8>,
         live: Option<Live>,
-    ) -> Claim {
+    ) -> RedisClaim {
         let location = match &kind {
             Kind::Pending { id } => format!("{} entry {id}", self.stream(i)),
             Kind::Held { .. } => format!("{} entry {fb}", self.held(i)),
         };
-        Claim {
-            filebase: fb.clone(),
-            held: Held::Redis(Box::new(RedisClaim {
-                fb,
-                stream: i,
-                kind,
-                meta,
-                msg: Arc::new(msg),
-                location: format!("{} {location}", self.server.shown),
-                touched: Cell::new(Instant::now()),
-                _live: live,
-            })),
+        RedisClaim {
+            fb,
+            stream: i,
+            kind,
+            meta,
+            msg: Arc::new(msg),
+            location: format!("{} {location}", self.server.shown),
+            touched: Cell::new(Instant::now()),
+            _live: live,
         }
     }
 
@@ -1623,24 +1643,10 @@ impl RedisQueue {
                         });
                         continue;
                     };
-                    let mut f = entry_fields(array(entry).get(1).unwrap_or(&RV::Nil));
-                    let meta = f.remove("meta").unwrap_or_default();
-                    let msg = f.remove("msg").unwrap_or_default();
-                    let fb = f
-                        .get("fb")
-                        .and_then(|b| std::str::from_utf8(b).ok())
-                        .and_then(|s| s.parse::<Filebase>().ok())
-                        .unwrap_or_else(|| stray_filebase(&id));
-                    let claim = RedisClaim {
-                        fb: fb.clone(),
-                        stream: i,
-                        kind: Kind::Pending { id },
-                        meta,
-                        msg: Arc::new(msg),
-                        location: String::new(),
-                        touched: Cell::new(Instant::now()),
-                        _live: None,
-                    };
+                    let f = entry_fields(array(entry).get(1).unwrap_or(&RV::Nil));
+                    let fb = f.fb.unwrap_or_else(|| stray_filebase(&id));
+                    let kind = Kind::Pending { id };
+                    let claim = self.redis_claim(fb.clone(), i, kind, f.meta, f.msg, None);
                     let times = (deliveries - 1).max(1) as i128;
                     if let Err(e) = self.recover_one(claim, times, bad, &mut report) {
                         report.failed.push((fb, e.message));
@@ -1734,28 +1740,18 @@ impl RedisQueue {
                 report.busy += 1;
                 continue;
             }
-            let fb = name
-                .parse::<Filebase>()
-                .unwrap_or_else(|_| stray_filebase(name));
-            let claim = RedisClaim {
-                fb: fb.clone(),
-                stream: i,
-                kind: Kind::Held {
-                    holder: text(&parts[2]).unwrap_or_default().into(),
-                },
-                meta: bytes(&parts[0]).unwrap_or_default().to_vec(),
-                msg: Arc::new(bytes(&parts[1]).unwrap_or_default().to_vec()),
-                location: String::new(),
-                touched: Cell::new(Instant::now()),
-                _live: None,
-            };
             // The filebase of a held entry is its key: one that is not valid came from
             // another program and goes to `bad` under a made-up one.
-            let times = if name.parse::<Filebase>().is_ok() {
-                1
-            } else {
-                MAX_BAK_COUNT
+            let (fb, times) = match name.parse::<Filebase>() {
+                Ok(fb) => (fb, 1),
+                Err(_) => (stray_filebase(name), MAX_BAK_COUNT),
             };
+            let kind = Kind::Held {
+                holder: text(&parts[2]).unwrap_or_default().into(),
+            };
+            let meta = bytes(&parts[0]).unwrap_or_default().to_vec();
+            let msg = bytes(&parts[1]).unwrap_or_default().to_vec();
+            let claim = self.redis_claim(fb.clone(), i, kind, meta, msg, None);
             if let Err(e) = self.recover_one(claim, times, bad, report) {
                 report.failed.push((fb, e.message));
             }
@@ -1818,10 +1814,7 @@ impl RedisQueue {
                     .arg(i64::MAX)
                     .query(c)
             })?;
-            let pending: HashSet<String> = array(&pending)
-                .iter()
-                .filter_map(|p| array(p).first().and_then(text))
-                .collect();
+            let pending = pending_ids(&pending);
             let mut start = "-".to_string();
             loop {
                 let page: RV = self.run(|c| {
@@ -1952,6 +1945,15 @@ pub struct RedisClaim {
     _live: Option<Live>,
 }
 
+impl From<RedisClaim> for Claim {
+    fn from(c: RedisClaim) -> Claim {
+        Claim {
+            filebase: c.fb.clone(),
+            held: Held::Redis(Box::new(c)),
+        }
+    }
+}
+
 impl RedisClaim {
     pub fn read(&self) -> Result<Entry> {
         Entry::from_memory(&self.meta, self.msg.clone(), &self.location)
@@ -2035,31 +2037,16 @@ impl RedisPass {
         }
         loop {
             if let Some((i, id, fields, live)) = self.buffer.pop_front() {
-                let mut f = entry_fields(&fields);
-                let meta = f.remove("meta").unwrap_or_default();
-                let msg = f.remove("msg").unwrap_or_default();
-                let fb = f
-                    .get("fb")
-                    .and_then(|b| std::str::from_utf8(b).ok())
-                    .and_then(|s| s.parse::<Filebase>().ok());
-                let claim = q.new_claim(
-                    fb.clone().unwrap_or_else(|| stray_filebase(&id)),
-                    i,
-                    Kind::Pending { id },
-                    meta,
-                    msg,
-                    Some(live),
-                );
-                let Some(fb) = fb else {
+                let f = entry_fields(&fields);
+                let name = f.fb.clone().unwrap_or_else(|| stray_filebase(&id));
+                let kind = Kind::Pending { id };
+                let claim = q.redis_claim(name.clone(), i, kind, f.meta, f.msg, Some(live));
+                if f.fb.is_none() {
                     // Not an entry qtool wrote: keep it, byte for byte, in `bad`.
-                    let name = claim.filebase.clone();
-                    let Held::Redis(c) = claim.held else {
-                        unreachable!("a Redis claim")
-                    };
-                    q.to_bad(*c, None, bad)?;
+                    q.to_bad(claim, None, bad)?;
                     return Ok(Some((name, Claimed::NotRegular)));
-                };
-                return Ok(Some((fb, Claimed::Got(claim))));
+                }
+                return Ok(Some((name, Claimed::Got(claim.into()))));
             }
             let open: Vec<usize> = (0..self.streams.len()).filter(|&k| !self.done[k]).collect();
             if open.is_empty() {
