@@ -2050,27 +2050,46 @@ impl<'a> Renderer<'a> {
         }
     }
 
-    /// `msg._headers` as (name, value) pairs.
-    fn headers(&self, msg: Id) -> Result<Vec<(&'a [u8], HVal<'a>)>> {
-        let Some(list) = self.attr(msg, "_headers") else {
+    /// The items of list attribute `attr` of `inst` as pairs (empty when it is
+    /// missing); `not_list` and `not_pair` are the errors for a bad list or item.
+    fn attr_pairs(
+        &self,
+        inst: Id,
+        attr: &str,
+        not_list: &str,
+        not_pair: &str,
+    ) -> Result<Vec<(Id, Id)>> {
+        let Some(list) = self.attr(inst, attr) else {
             return Ok(Vec::new());
         };
         let items = match &self.objs[list] {
             Obj::List(v) | Obj::Tuple(v) => v,
-            _ => return Err(self.err("the message's _headers is not a list")),
+            _ => return Err(self.err(not_list)),
         };
-        let mut out = Vec::with_capacity(items.len());
-        for &item in items {
-            let pair = match &self.objs[item] {
-                Obj::List(v) | Obj::Tuple(v) if v.len() == 2 => v,
-                _ => return Err(self.err("a header is not a (name, value) pair")),
-            };
-            let Some(name) = self.str_of(pair[0]) else {
-                return Err(self.err("a header name is not a string"));
-            };
-            out.push((name, HVal::Obj(pair[1])));
-        }
-        Ok(out)
+        items
+            .iter()
+            .map(|&item| match &self.objs[item] {
+                Obj::List(v) | Obj::Tuple(v) if v.len() == 2 => Ok((v[0], v[1])),
+                _ => Err(self.err(not_pair)),
+            })
+            .collect()
+    }
+
+    /// `msg._headers` as (name, value) pairs.
+    fn headers(&self, msg: Id) -> Result<Vec<(&'a [u8], HVal<'a>)>> {
+        let pairs = self.attr_pairs(
+            msg,
+            "_headers",
+            "the message's _headers is not a list",
+            "a header is not a (name, value) pair",
+        )?;
+        pairs
+            .into_iter()
+            .map(|(name, value)| match self.str_of(name) {
+                Some(name) => Ok((name, HVal::Obj(value))),
+                None => Err(self.err("a header name is not a string")),
+            })
+            .collect()
     }
 
     /// A header value as `str(msg.get(name))` gives it (surrogate escapes as U+FFFD).
@@ -2126,25 +2145,19 @@ impl<'a> Renderer<'a> {
 
     /// A `Header` object's `_chunks`.
     fn header_chunks(&self, h: Id) -> Result<Vec<(Text, Cs)>> {
-        let Some(list) = self.attr(h, "_chunks") else {
-            return Ok(Vec::new());
-        };
-        let items = match &self.objs[list] {
-            Obj::List(v) | Obj::Tuple(v) => v,
-            _ => return Err(self.err("a Header's _chunks is not a list")),
-        };
-        let mut out = Vec::with_capacity(items.len());
-        for &item in items {
-            let pair = match &self.objs[item] {
-                Obj::List(v) | Obj::Tuple(v) if v.len() == 2 => v,
-                _ => return Err(self.err("a Header chunk is not a (text, charset) pair")),
-            };
-            let Some(text) = self.str_of(pair[0]) else {
-                return Err(self.err("a Header chunk is not text"));
-            };
-            out.push((text.to_vec(), self.charset_of(pair[1])?));
-        }
-        Ok(out)
+        let pairs = self.attr_pairs(
+            h,
+            "_chunks",
+            "a Header's _chunks is not a list",
+            "a Header chunk is not a (text, charset) pair",
+        )?;
+        pairs
+            .into_iter()
+            .map(|(text, cs)| match self.str_of(text) {
+                Some(text) => Ok((text.to_vec(), self.charset_of(cs)?)),
+                None => Err(self.err("a Header chunk is not text")),
+            })
+            .collect()
     }
 
     /// `policy.fold(name, value)` of compat32, with surrogate-escaped values written as
