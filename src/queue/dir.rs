@@ -48,8 +48,8 @@ use fs2::FileExt;
 
 use super::entry::{open_entry_file, write_entry, OpenError, WriteError};
 use super::{
-    BatchError, Claim, Claimed, Entry, Filebase, Format, Held, QueueName, Recovery, Scan, Slice,
-    Stamp, State, MAX_BAK_COUNT,
+    BatchError, Claim, Claimed, Entry, Filebase, Format, Held, Recovery, Scan, Slice, Stamp, State,
+    MAX_BAK_COUNT,
 };
 use crate::error::{Error, IoContext, Result};
 use crate::metadata::{Metadata, Value};
@@ -57,7 +57,6 @@ use crate::metadata::{Metadata, Value};
 /// One queue directory.
 #[derive(Debug, Clone)]
 pub struct DirQueue {
-    name: QueueName,
     dir: PathBuf,
     format: Format,
     /// Refuse new entries when the filesystem has less free space than this.
@@ -100,9 +99,8 @@ impl FileClaim {
 }
 
 impl DirQueue {
-    pub fn new(name: QueueName, dir: PathBuf, format: Format) -> Self {
+    pub fn new(dir: PathBuf, format: Format) -> Self {
         DirQueue {
-            name,
             dir,
             format,
             min_free: None,
@@ -138,14 +136,6 @@ impl DirQueue {
 
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    pub fn name(&self) -> &QueueName {
-        &self.name
-    }
-
-    pub fn format(&self) -> Format {
-        self.format
     }
 
     pub fn path_of(&self, filebase: &Filebase, state: State) -> PathBuf {
@@ -847,7 +837,7 @@ mod tests {
     #[test]
     fn a_commit_never_replaces_an_entry_of_the_same_name() {
         let dir = tempfile::tempdir().unwrap();
-        let sb = DirQueue::new("in".parse().unwrap(), dir.path().join("in"), Format::Native);
+        let sb = DirQueue::new(dir.path().join("in"), Format::Native);
         let mut batch = sb.batch();
         batch
             .add(
@@ -874,12 +864,12 @@ mod tests {
     #[test]
     fn preserving_never_replaces_a_preserved_entry() {
         let dir = tempfile::tempdir().unwrap();
-        let bad = DirQueue::new(QueueName::bad(), dir.path().join("bad"), Format::Native);
+        let bad = DirQueue::new(dir.path().join("bad"), Format::Native);
         let fb: Filebase = "1000.5+0123456789abcdef0123456789abcdef01234567"
             .parse()
             .unwrap();
         for (i, q) in ["a", "b"].iter().enumerate() {
-            let sb = DirQueue::new(q.parse().unwrap(), dir.path().join(q), Format::Native);
+            let sb = DirQueue::new(dir.path().join(q), Format::Native);
             sb.create_dir().unwrap();
             fs::write(sb.path_of(&fb, State::Ready), format!("entry {i}")).unwrap();
             let Claimed::Got(Claim {

@@ -175,7 +175,7 @@ impl Switchboard {
     /// A queue in the directory `dir`.
     pub fn new(name: QueueName, dir: std::path::PathBuf, format: Format) -> Self {
         Switchboard {
-            backend: Backend::Dir(DirQueue::new(name.clone(), dir, format)),
+            backend: Backend::Dir(DirQueue::new(dir, format)),
             name,
         }
     }
@@ -201,14 +201,6 @@ impl Switchboard {
         &self.name
     }
 
-    /// The queue's directory, for a queue on the filesystem.
-    pub fn dir(&self) -> Option<&Path> {
-        match &self.backend {
-            Backend::Dir(d) => Some(d.dir()),
-            Backend::Redis(_) => None,
-        }
-    }
-
     /// Where the queue is, for messages: its directory, or its Redis server and name.
     pub fn location(&self) -> String {
         match &self.backend {
@@ -222,13 +214,6 @@ impl Switchboard {
         match &self.backend {
             Backend::Dir(d) => d.path_of(fb, state).display().to_string(),
             Backend::Redis(r) => format!("{} entry {fb}", r.location()),
-        }
-    }
-
-    pub fn format(&self) -> Format {
-        match &self.backend {
-            Backend::Dir(d) => d.format(),
-            Backend::Redis(_) => Format::Native,
         }
     }
 
