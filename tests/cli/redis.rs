@@ -1896,8 +1896,6 @@ fn redis_a_batch_refused_part_way_stores_exactly_what_it_printed() {
     let redis = RedisServer::start();
     let q = Qt::redis(&env, &redis);
     q.enqueue("oom", SEED, &[]);
-    let used = redis.cli(&["MEMORY", "STATS"]);
-    assert!(!used.is_empty());
     let info = redis.cli(&["INFO", "memory"]);
     let used: u64 = info
         .lines()
@@ -2061,7 +2059,8 @@ fn redis_cluster_spreads_a_queues_slices_over_its_nodes() {
     let d = q.dump("out", &out_names[0], &["--message"]);
     assert!(d.contains("Subject: m"), "{d}");
 
-    // A message handled by nobody twice: drain out through a logging handler.
+    // Each forwarded message is handled exactly once: drain out through a logging
+    // handler.
     let log = env.root().join("handled.log");
     let handler = logging_handler(&env, &log);
     let out = q.run(&["run-once", "out", "--", s(&handler), "x"], b"");
@@ -2070,7 +2069,7 @@ fn redis_cluster_spreads_a_queues_slices_over_its_nodes() {
     assert_eq!(counts.len(), 200, "{counts:?}");
     assert!(counts.values().all(|&n| n == 1), "{counts:?}");
 
-    // bad on a cluster: a shunt-and-preserve path, then delete.
+    // bad on a cluster: an entry there, then deleted by name.
     let fb = q.enqueue("bad", SEED, &[]);
     assert_eq!(q.names("bad"), vec![fb.clone()]);
     let out = q.run(&["delete", "bad", &fb], b"");
@@ -2132,10 +2131,7 @@ fn redis_sighup_during_a_slow_redis_call_interrupts_nothing() {
     assert!(!text.contains("Interrupted"), "{text}");
     assert!(!text.contains("trying again"), "{text}");
     assert_eq!(redis.pending("in", 0), 0);
-    assert!(
-        text.contains("2000 done") || text.contains("done"),
-        "{text}"
-    );
+    assert!(text.contains("runner stopped: 2000 done"), "{text}");
 }
 
 /// Scripts flushed from the server (SCRIPT FLUSH, a failover to a fresh node): a running
@@ -2220,10 +2216,10 @@ fn redis_two_supervisors_share_the_queues_and_handle_each_message_once() {
     assert_eq!(counts.len(), 200);
     assert!(counts.values().all(|&n| n == 1), "{counts:?}");
     assert!(q.names("shunt").is_empty() && q.names("bad").is_empty());
-    // Both hosts took part.
-    let pids: BTreeSet<String> = (0..2)
+    // Both supervisors ran their runners (which one handled a message is up to Redis).
+    let started = (0..2)
         .map(|h| read_lossy(&env.root().join(format!("host{h}.log"))))
-        .filter(|t| t.contains("started runner in:0:2"))
-        .collect();
-    assert_eq!(pids.len(), 2, "both supervisors started their runners");
+        .filter(|t| t.contains("started runner in:0:2") && t.contains("started runner in:1:2"))
+        .count();
+    assert_eq!(started, 2, "both supervisors started their runners");
 }
