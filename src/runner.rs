@@ -81,7 +81,7 @@ const FORWARD_BATCH: usize = 128;
 /// Entries a built-in handler has disposed of but not yet finished: for `forward`,
 /// their copies written but not yet committed. Finishing them together is one round
 /// trip (and one AOF sync) on Redis.
-struct Forwarding<'a> {
+struct Disposed<'a> {
     /// The copies, for `forward`; `None` for `discard`.
     batch: Option<Batch<'a>>,
     held: Vec<Claim>,
@@ -158,12 +158,12 @@ impl Runner {
             log(Event::Stray(&stray.to_string_lossy()));
         }
         log(Event::Pass(pass.len()));
-        let mut forwarding = match &self.handler {
-            Handler::Forward(target) => Some(Forwarding {
+        let mut disposed = match &self.handler {
+            Handler::Forward(target) => Some(Disposed {
                 batch: Some(target.batch()),
                 held: Vec::new(),
             }),
-            Handler::Discard => Some(Forwarding {
+            Handler::Discard => Some(Disposed {
                 batch: None,
                 held: Vec::new(),
             }),
@@ -173,27 +173,27 @@ impl Runner {
             let Some((fb, claimed)) = pass.next_claim(&self.bad)? else {
                 break;
             };
-            self.process_one(&fb, claimed, &mut forwarding, &mut counts, log)?;
+            self.process_one(&fb, claimed, &mut disposed, &mut counts, log)?;
             // On Redis a dead runner's entries wait for recovery: a long pass does not
             // put it off.
             if self.queue.recovery_interval().is_some() && self.recovery_due() {
                 counts.add(&self.recover(log)?);
             }
         }
-        if let Some(f) = &mut forwarding {
-            self.flush_forwards(f, &mut counts, log)?;
+        if let Some(f) = &mut disposed {
+            self.finish_disposed(f, &mut counts, log)?;
         }
         pass.give_back()?;
         Ok(counts)
     }
 
-    /// Commits the forwarded copies written so far (one group commit on the target
-    /// queue), then finishes their sources. A crash before the commit leaves the
+    /// Finishes the entries disposed of so far, together: for `forward`, first commits
+    /// their copies (one group commit on the target queue). A crash before the commit leaves the
     /// sources claimed (recovered later) and the copies as temporary files (removed);
     /// after it, the at-least-once moment of any forward.
-    fn flush_forwards(
+    fn finish_disposed(
         &self,
-        f: &mut Forwarding,
+        f: &mut Disposed,
         counts: &mut Counts,
         log: &mut dyn FnMut(Event),
     ) -> Result<()> {
@@ -233,7 +233,7 @@ impl Runner {
         &self,
         fb: &Filebase,
         claimed: Claimed,
-        forwarding: &mut Option<Forwarding>,
+        disposed: &mut Option<Disposed>,
         counts: &mut Counts,
         log: &mut dyn FnMut(Event),
     ) -> Result<()> {
@@ -266,19 +266,19 @@ impl Runner {
         let outcome = match self.config.language_for(listid.as_deref()) {
             Some(lang) => {
                 meta.set("lang", Value::Str(lang));
-                if let Some(f @ Forwarding { batch: None, .. }) = forwarding {
+                if let Some(f @ Disposed { batch: None, .. }) = disposed {
                     // Discarded: finished together with the next ones.
                     crate::fault::point("handler.done");
                     f.held.push(claim);
                     if f.held.len() >= FORWARD_BATCH {
-                        self.flush_forwards(f, counts, log)?;
+                        self.finish_disposed(f, counts, log)?;
                     }
                     return Ok(());
                 }
-                if let Some(Forwarding {
+                if let Some(Disposed {
                     batch: Some(batch),
                     held,
-                }) = forwarding
+                }) = disposed
                 {
                     // Forwards are written now and committed together.
                     let added = entry
@@ -291,8 +291,8 @@ impl Runner {
                         Ok(()) => {
                             held.push(claim);
                             if held.len() >= FORWARD_BATCH || batch.is_full() {
-                                let f = forwarding.as_mut().expect("forwarding");
-                                self.flush_forwards(f, counts, log)?;
+                                let f = disposed.as_mut().expect("disposed");
+                                self.finish_disposed(f, counts, log)?;
                             }
                             return Ok(());
                         }
