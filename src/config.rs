@@ -33,8 +33,8 @@ pub struct Config {
     /// Redis queues: how long a claimed entry may go without a sign of life from its
     /// holder before another runner recovers it.
     pub claim_timeout: Duration,
-    /// The Redis servers this process talks to, one connection each.
-    servers: std::sync::Arc<std::sync::Mutex<Vec<std::sync::Arc<Server>>>>,
+    /// The Redis servers this process talks to, by URL, one connection each.
+    servers: std::sync::Arc<std::sync::Mutex<BTreeMap<String, std::sync::Arc<Server>>>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -284,13 +284,10 @@ impl Config {
     /// The connection to the Redis server at `url`, shared by every queue on it.
     fn server(&self, url: &str) -> std::sync::Arc<Server> {
         let mut servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
-        let server = Server::new(url);
-        if let Some(s) = servers.iter().find(|s| s.url() == server.url()) {
-            return s.clone();
-        }
-        let server = std::sync::Arc::new(server);
-        servers.push(server.clone());
-        server
+        servers
+            .entry(url.to_string())
+            .or_insert_with(|| std::sync::Arc::new(Server::new(url)))
+            .clone()
     }
 
     /// The queues in `queue_dir` (its subdirectories with valid queue names, or the

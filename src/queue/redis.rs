@@ -414,10 +414,6 @@ impl Server {
         }
     }
 
-    pub fn url(&self) -> &str {
-        &self.shown
-    }
-
     /// Drops the connection: the next call connects again (and loads the scripts).
     fn forget_connection(&self) {
         *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
